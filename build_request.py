@@ -1,0 +1,214 @@
+"""The build request: its schema, and the pure function that validates an event into a BuildJob.
+
+Every error names the field and the reason, so a caller can fix the request without
+reading code. Unknown fields are rejected: a typo must not silently do nothing.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from errors import InvalidRequest
+
+MAX_TIMEOUT_S = 86_400  # FC's longest invocation
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
+
+
+@dataclass(frozen=True)
+class OssLocation:
+    bucket: str
+    key: str = ""  # an object (the source archive)
+    prefix: str = ""  # a folder: "" (bucket root) or ending in "/"
+
+    @property
+    def is_archive(self) -> bool:
+        return bool(self.key)
+
+    def url(self) -> str:
+        return f"oss://{self.bucket}/{self.key or self.prefix}"
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    source: OssLocation
+    target: OssLocation
+    install: tuple[str, ...] | None = None  # argv; None: chosen from the lockfile
+    command: tuple[str, ...] | None = None  # argv; None: `<package manager> run build`
+    output_dir: str | None = None  # relative to the project; None: detected
+    env: Mapping[str, str] = field(default_factory=dict)
+    node_version: str | None = None
+    timeout_s: int | None = None
+    registry: str | None = None
+    cache_control: tuple[tuple[str, str], ...] = ()  # (glob, Cache-Control), first match wins
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Values of the request's build env: written into no saved log."""
+        return tuple(v for v in self.env.values() if len(v) >= 4)
+
+
+def parse_job(event: Mapping[str, Any]) -> BuildJob:
+    """Validate a decoded invoke body into a BuildJob, or raise InvalidRequest naming the field."""
+    _only(event, "", {"source", "target", "build", "deploy"})
+    source = _location(_require(event, "source"), "source", want_object=True)
+    target = _location(_require(event, "target"), "target", want_object=False)
+    if source.is_archive and not source.key.lower().endswith(ARCHIVE_SUFFIXES):
+        raise InvalidRequest(
+            f"source.key: must end in {', '.join(ARCHIVE_SUFFIXES)} (or give source.prefix for a tree)"
+        )
+    build = _object(event.get("build", {}), "build")
+    _only(build, "build.", {"install", "command", "output_dir", "env", "node_version", "timeout_s", "registry"})
+    deploy = _object(event.get("deploy", {}), "deploy")
+    _only(deploy, "deploy.", {"cache_control"})
+    return BuildJob(
+        source=source,
+        target=target,
+        install=_command(build.get("install"), "build.install"),
+        command=_command(build.get("command"), "build.command"),
+        output_dir=_relative_dir(build.get("output_dir"), "build.output_dir"),
+        env=_env(build.get("env", {}), "build.env"),
+        node_version=_optional_str(build.get("node_version"), "build.node_version"),
+        timeout_s=_timeout(build.get("timeout_s"), "build.timeout_s"),
+        registry=_registry(build.get("registry"), "build.registry"),
+        cache_control=_cache_rules(deploy.get("cache_control", []), "deploy.cache_control"),
+    )
+
+
+def _require(obj: Mapping[str, Any], name: str, where: str = "") -> Any:
+    if name not in obj or obj[name] is None:
+        raise InvalidRequest(f"{where}{name}: required")
+    return obj[name]
+
+
+def _only(obj: Mapping[str, Any], where: str, allowed: set[str]) -> None:
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise InvalidRequest(f"{where}{unknown[0]}: unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{where}: expected an object, got {_type(value)}")
+    return value
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{where}: expected a string, got {_type(value)}")
+    return value
+
+
+def _optional_str(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    text = _string(value, where).strip()
+    if not text:
+        raise InvalidRequest(f"{where}: must not be empty")
+    return text
+
+
+def _location(value: Any, where: str, *, want_object: bool) -> OssLocation:
+    if isinstance(value, str):
+        if not value.startswith("oss://"):
+            raise InvalidRequest(f"{where}: a string must look like oss://bucket/path, got {value!r}")
+        bucket, _, path = value[len("oss://") :].partition("/")
+        is_folder = path.endswith("/") or not path or not want_object
+        value = {"bucket": bucket, "prefix": path} if is_folder else {"bucket": bucket, "key": path}
+    value = _object(value, where)
+    _only(value, f"{where}.", {"bucket", "key", "prefix"} if want_object else {"bucket", "prefix"})
+    bucket = _string(_require(value, "bucket", f"{where}."), f"{where}.bucket")
+    if not _BUCKET_RE.match(bucket):
+        raise InvalidRequest(f"{where}.bucket: {bucket!r} is not a valid OSS bucket name (3-63 of a-z, 0-9, -)")
+    key = value.get("key")
+    prefix = value.get("prefix")
+    if key is not None and prefix is not None:
+        raise InvalidRequest(f"{where}: give key (an archive) or prefix (a folder), not both")
+    if key is not None:
+        key = _string(key, f"{where}.key")
+        if not key or key.startswith("/") or len(key.encode()) > 1023 or key.endswith("/"):
+            raise InvalidRequest(f"{where}.key: must be an object name (1-1023 bytes, no leading or trailing /)")
+        return OssLocation(bucket, key=key)
+    if want_object and prefix is None:
+        raise InvalidRequest(f"{where}: needs key (an archive) or prefix (a project folder)")
+    prefix = _string(prefix or "", f"{where}.prefix").strip("/")
+    if ".." in prefix.split("/") or "//" in prefix:
+        raise InvalidRequest(f"{where}.prefix: must not contain '..' or empty segments")
+    return OssLocation(bucket, prefix=f"{prefix}/" if prefix else "")
+
+
+def _command(value: Any, where: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not value.strip():
+            raise InvalidRequest(f"{where}: must not be empty")
+        return ("sh", "-c", value)
+    if isinstance(value, list) and value and all(isinstance(a, str) for a in value) and value[0]:
+        return tuple(value)
+    raise InvalidRequest(f"{where}: expected a non-empty list of strings (argv) or a string for sh -c")
+
+
+def _relative_dir(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    text = _string(value, where).strip()
+    norm = posixpath.normpath(text) if text else ""
+    if not text or text.startswith("/") or norm == ".." or norm.startswith("../"):
+        raise InvalidRequest(f"{where}: must be a folder inside the project, got {text!r}")
+    return norm
+
+
+def _env(value: Any, where: str) -> dict[str, str]:
+    value = _object(value, where)
+    env: dict[str, str] = {}
+    for name, val in value.items():
+        if not _ENV_NAME_RE.match(name):
+            raise InvalidRequest(f"{where}.{name}: not a valid environment variable name")
+        if not isinstance(val, str):
+            raise InvalidRequest(f"{where}.{name}: expected a string, got {_type(val)}")
+        env[name] = val
+    return env
+
+
+def _timeout(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TIMEOUT_S:
+        raise InvalidRequest(f"{where}: expected a whole number of seconds from 1 to {MAX_TIMEOUT_S}, got {value!r}")
+    return value
+
+
+def _registry(value: Any, where: str) -> str | None:
+    text = _optional_str(value, where)
+    if text is not None and not re.match(r"^https?://[^\s/]+", text):
+        raise InvalidRequest(f"{where}: expected an http(s) URL, got {text!r}")
+    return text
+
+
+def _cache_rules(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, list):
+        raise InvalidRequest(f"{where}: expected a list of {{pattern, value}} objects, got {_type(value)}")
+    rules = []
+    for i, rule in enumerate(value):
+        here = f"{where}[{i}]"
+        rule = _object(rule, here)
+        _only(rule, f"{here}.", {"pattern", "value"})
+        pattern = _optional_str(_require(rule, "pattern", f"{here}."), f"{here}.pattern")
+        header = _optional_str(_require(rule, "value", f"{here}."), f"{here}.value")
+        if any(c in (header or "") for c in "\r\n"):
+            raise InvalidRequest(f"{here}.value: must be one line")
+        rules.append((pattern or "", header or ""))
+    return tuple(rules)
+
+
+def _type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", float: "a number"}.get(
+        type(value), "a number"
+    )

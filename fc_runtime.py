@@ -1,0 +1,618 @@
+"""fcbuild's HTTP face: the server that Alibaba Cloud Function Compute starts and calls.
+
+FC's custom-runtime contract, in short: FC runs `./bootstrap PORT`, waits for the port,
+then sends `POST /initialize` (if an initializer is configured), `POST /invoke` with the
+event as the raw body, and `GET /pre-stop` before it destroys the instance. A function
+error is a 404 with `x-fc-status: 404`; success is 200 with `x-fc-status: 200`. FC's
+console reads `FC Invoke Start/End RequestId: <id>` lines from stdout.
+
+Nothing heavy is imported here: the build pipeline (and oss2 with it) is imported after
+the port is open, so FC's health check sees the port quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from context import FcContext, redact
+from errors import FcBuildError, InvalidRequest, ShuttingDown
+from settings import PipelineSettings
+
+__version__ = "0.1.0"
+
+HDR_FC_STATUS = "x-fc-status"
+HDR_CONTROL_PATH = "x-fc-control-path"
+MAX_SYNC_BODY = 32 * 1024 * 1024  # FC's synchronous invocation payload limit
+MAX_DRAIN = 4 * MAX_SYNC_BODY  # read and discard up to this much of a refused body to keep the connection usable
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_STARTUP_FAILURE = 3
+
+LogFormat = Literal["text", "json"]
+
+logger = logging.getLogger("fcbuild")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    host: str = "0.0.0.0"
+    port: int = 9000
+    log_level: str = "INFO"
+    log_format: LogFormat = "text"
+    stop_grace_s: float = 60.0
+    warm_import: bool = True
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], argv: Sequence[str]) -> RuntimeConfig:
+        """Parse the command line and the environment; raise ValueError on a bad value.
+
+        The port is the argument, else FC_CUSTOM_LISTEN_PORT, else FC_SERVER_PORT, else 9000.
+        """
+        parser = argparse.ArgumentParser(
+            prog="bootstrap",
+            description="fcbuild: a Function Compute custom runtime that builds a frontend project "
+            "from OSS with Node.js and deploys the output back to OSS.",
+        )
+        parser.add_argument("port", nargs="?", help="port to listen on (0 picks a free one)")
+        parser.add_argument("--host", default="0.0.0.0", help="address to bind (FC needs 0.0.0.0)")
+        parser.add_argument("--version", action="version", version=f"fcbuild {__version__}")
+        args = parser.parse_args(list(argv))
+
+        raw_port = args.port or environ.get("FC_CUSTOM_LISTEN_PORT") or environ.get("FC_SERVER_PORT") or "9000"
+        if not raw_port.isdigit() or int(raw_port) > 65535:
+            raise ValueError(f"port must be a number from 0 to 65535, got {raw_port!r}")
+        log_format = environ.get("FCBUILD_LOG_FORMAT", "text").lower()
+        if log_format not in ("text", "json"):
+            raise ValueError(f"FCBUILD_LOG_FORMAT must be text or json, got {log_format!r}")
+        log_level = environ.get("FCBUILD_LOG_LEVEL", "INFO").upper()
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"FCBUILD_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+        try:
+            grace = float(environ.get("FCBUILD_STOP_GRACE_S", "60"))
+        except ValueError:
+            raise ValueError("FCBUILD_STOP_GRACE_S must be a number of seconds") from None
+        return cls(
+            host=args.host,
+            port=int(raw_port),
+            log_level=log_level,
+            log_format=log_format,  # type: ignore[arg-type]
+            stop_grace_s=grace,
+            warm_import=environ.get("FCBUILD_WARM_IMPORT", "1") not in ("0", "false", "no"),
+            pipeline=PipelineSettings.from_env(environ, frozen=bool(getattr(sys, "frozen", False))),
+        )
+
+
+# --- logging -------------------------------------------------------------------------------
+
+
+class _LineFormatter(logging.Formatter):
+    """FC's recommended line: `<utc time> <request id> [LEVEL] message`.
+
+    A record with `raw=True` (FC's Start/End markers) is written as its bare message.
+    Every record may carry `secrets`: values replaced by `***` wherever they appear.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = self._message(record)
+        if getattr(record, "raw", False):
+            return message
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        rid = getattr(record, "request_id", "-")
+        return f"{stamp}.{int(record.msecs):03d}Z {rid} [{record.levelname}] {message}"
+
+    def _message(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message = f"{message}\n{''.join(traceback.format_exception(*record.exc_info)).rstrip()}"
+        return redact(message, getattr(record, "secrets", ()))
+
+
+class _JsonFormatter(_LineFormatter):
+    """One JSON object a line, for SLS index queries. Markers stay bare lines: FC reads them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = self._message(record)
+        if getattr(record, "raw", False):
+            return message
+        doc = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "requestId": getattr(record, "request_id", None),
+            "logger": record.name,
+            "message": message,
+        }
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def configure_logging(config: RuntimeConfig, stream: Any = None) -> None:
+    stream = stream or sys.stdout
+    if hasattr(stream, "reconfigure"):
+        stream.reconfigure(line_buffering=True)  # FC collects stdout; a frozen binary would block-buffer it
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_JsonFormatter() if config.log_format == "json" else _LineFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.log_level)
+    # oss2 and urllib3 log whole request headers (Authorization, security token) at DEBUG.
+    for noisy in ("oss2", "urllib3", "requests"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class RequestLog(logging.LoggerAdapter):
+    """A logger bound to one request: its id on every line, its credentials redacted."""
+
+    def __init__(self, base: logging.Logger, request_id: str, secrets: Sequence[str] = ()) -> None:
+        super().__init__(base, {"request_id": request_id, "secrets": tuple(secrets)})
+
+    @property
+    def request_id(self) -> str:
+        return self.extra["request_id"]  # type: ignore[index]
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**self.extra, **kwargs.get("extra", {})}  # type: ignore[dict-item]
+        return msg, kwargs
+
+    def marker(self, text: str) -> None:
+        self.info("%s RequestId: %s", text, self.request_id, extra={"raw": True})
+
+    def child(self, name: str) -> RequestLog:
+        return RequestLog(self.logger.getChild(name), self.request_id, self.extra["secrets"])  # type: ignore[index]
+
+
+# --- outcomes -> responses ----------------------------------------------------------------
+
+
+def parse_event(body: bytes) -> dict[str, Any]:
+    """Decode the invoke body as a JSON object, whatever Content-Type FC sent."""
+    if not body.strip():
+        raise InvalidRequest("body: empty; expected a JSON object (the build request)")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"body: not UTF-8 text (byte {exc.start})") from None
+    try:
+        event = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"body: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(event, dict):
+        raise InvalidRequest(f"body: expected a JSON object, got {_json_type(event)}")
+    return event
+
+
+def error_response(exc: BaseException, request_id: str, secrets: Sequence[str] = ()) -> tuple[int, dict[str, str]]:
+    """The one mapping from a failure to FC's function-error response (status 404)."""
+    if isinstance(exc, FcBuildError):
+        error_type, message = exc.error_type, str(exc)
+    else:
+        error_type, message = "Internal", f"{type(exc).__name__}: {exc}"
+    body = {"errorType": error_type, "errorMessage": redact(message, secrets), "requestId": request_id}
+    return HTTPStatus.NOT_FOUND, body
+
+
+def _json_type(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+
+
+# --- child processes ------------------------------------------------------------------------
+
+
+class ChildProcesses:
+    """Process groups of running builds, so a stop can end them all.
+
+    The handler threads are daemons and die with the process; a build's `npm` would not,
+    so the stop path terminates the groups itself.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._groups: set[int] = set()
+
+    def add(self, pgid: int) -> None:
+        with self._lock:
+            self._groups.add(pgid)
+
+    def discard(self, pgid: int) -> None:
+        with self._lock:
+            self._groups.discard(pgid)
+
+    def terminate_all(self, grace_s: float = 3.0) -> int:
+        with self._lock:
+            groups = list(self._groups)
+        for pgid in groups:
+            _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while groups and time.monotonic() < deadline:
+            groups = [g for g in groups if _group_alive(g)]
+            time.sleep(0.05)
+        for pgid in groups:
+            _signal_group(pgid, signal.SIGKILL)
+        return len(groups)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+# --- the server -----------------------------------------------------------------------------
+
+
+class FcServer(ThreadingHTTPServer):
+    """The HTTP server and all the state that changes while it runs."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024  # the default backlog of 5 drops connections in a burst of clients
+
+    def __init__(self, config: RuntimeConfig, environ: Mapping[str, str]) -> None:
+        super().__init__((config.host, config.port), FcRequestHandler)
+        self.config = config
+        self.environ = environ  # read per request: credentials in the environment may rotate
+        self.children = ChildProcesses()
+        self._state = threading.Condition()
+        self._active_requests = 0
+        self._invocations = 0
+        self._stop_reason = ""
+        self._stop_state: Literal["running", "stopping", "stopped"] = "running"
+        self._init_lock = threading.Lock()
+        self._initialized = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+
+    # lifecycle
+
+    def serve_until_stopped(self) -> None:
+        """Accept connections until a stop is requested; returns at once when it is."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.socket, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while not self._stop_reason:
+                for key, _ in sel.select():
+                    if key.fileobj == self._wake_r:
+                        os.read(self._wake_r, 64)
+                    elif not self._stop_reason:
+                        self.handle_request()
+
+    def request_stop(self, reason: str) -> None:
+        """Safe from a signal handler: sets the reason and wakes the accept loop."""
+        if not self._stop_reason:
+            self._stop_reason = reason
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    def graceful_stop(self, reason: str, log: logging.LoggerAdapter | logging.Logger = logger) -> None:
+        """Stop taking work, let running invocations finish within the grace period, then end them.
+
+        Shared by SIGTERM, SIGINT and `/pre-stop`; a second caller waits for the first.
+        """
+        self.request_stop(reason)
+        with self._state:
+            if self._stop_state != "running":
+                self._state.wait_for(lambda: self._stop_state == "stopped")
+                return
+            self._stop_state = "stopping"
+            running = self._invocations
+        grace = self.config.stop_grace_s
+        log.info("stopping (%s): waiting up to %.0fs for %d running invocation(s)", reason, grace, running)
+        with self._state:
+            finished = self._state.wait_for(lambda: self._invocations == 0, timeout=grace)
+        if not finished:
+            killed = self.children.terminate_all()
+            log.warning("grace period over: terminated the build process groups (%d needed SIGKILL)", killed)
+            with self._state:
+                self._state.wait_for(lambda: self._invocations == 0, timeout=10)
+        with self._state:
+            self._stop_state = "stopped"
+            self._state.notify_all()
+        log.info("stopped taking work")
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is being answered (so a /pre-stop response leaves before exit)."""
+        with self._state:
+            return self._state.wait_for(lambda: self._active_requests == 0, timeout=timeout)
+
+    def server_close(self) -> None:
+        super().server_close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    @property
+    def stop_reason(self) -> str:
+        return self._stop_reason
+
+    # request bookkeeping
+
+    def track(self, delta: int, *, invocation: bool = False) -> None:
+        with self._state:
+            self._active_requests += delta
+            if invocation:
+                self._invocations += delta
+            self._state.notify_all()
+
+    # the work
+
+    def pipeline(self) -> Any:
+        """The build pipeline module, imported on first use (it brings oss2 with it)."""
+        import build_pipeline
+
+        return build_pipeline
+
+    def start_warm_up(self) -> None:
+        if self.config.warm_import:
+            threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        try:
+            self.pipeline()
+        except Exception:
+            logger.exception("warm-up import failed; the first invocation will report it")
+
+    def initialize(self, log: RequestLog) -> dict[str, Any]:
+        """Prepare the instance once: imports and the workspace root. Idempotent."""
+        with self._init_lock:
+            if self._initialized:
+                return {"initialized": True, "already": True}
+            pipeline = self.pipeline()
+            pipeline.prepare_instance(self.config.pipeline, log=log)
+            self._initialized = True
+        return {"initialized": True, "already": False}
+
+    def invoke(self, ctx: FcContext, event: dict[str, Any], log: RequestLog) -> dict[str, Any]:
+        if self._stop_reason:
+            raise ShuttingDown("this instance is stopping and takes no new builds; FC will retry on another")
+        return self.pipeline().handle_invoke(ctx, event, settings=self.config.pipeline, children=self.children, log=log)
+
+
+class FcRequestHandler(BaseHTTPRequestHandler):
+    server: FcServer
+    protocol_version = "HTTP/1.1"  # keep-alive: FC's agent reuses connections
+    timeout = None  # no idle timeout: FC keeps connections open for 15 minutes and more
+
+    def setup(self) -> None:
+        super().setup()
+        # A response goes out in one write; no-delay keeps a small one from waiting on the peer's delayed ACK.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("http: " + format, *args)
+
+    # routing
+
+    def _dispatch(self, method: str) -> None:
+        path = urlsplit(self.path).path
+        if path == "/" and self.headers.get(HDR_CONTROL_PATH):
+            path = self.headers[HDR_CONTROL_PATH]  # legacy FC agents post everything to / with this header
+        routes = ROUTES.get(path)
+        if routes is None:
+            self._discard_body()
+            self.send_json(404, {"error": "NotFound", "message": f"no such path: {method} {path}"}, fc_status=False)
+            return
+        handler = routes.get(method)
+        if handler is None:
+            self._discard_body()
+            allow = ", ".join(sorted(routes))
+            message = {"error": "MethodNotAllowed", "message": f"{path} takes {allow}"}
+            self.send_json(405, message, [("Allow", allow)], fc_status=False)
+            return
+        self.server.track(+1)
+        try:
+            handler(self)
+        finally:
+            self.server.track(-1)
+
+    def handle_invoke(self) -> None:
+        ctx = self._context()
+        log = RequestLog(logger, ctx.request_id, ctx.secrets())
+        log.marker("FC Invoke Start")
+        self.server.track(+1, invocation=True)
+        try:
+            event = parse_event(self._read_body())
+            status, payload = 200, self.server.invoke(ctx, event, log)
+        except Exception as exc:
+            status, payload = self._failure(exc, ctx, log)
+        finally:
+            self.server.track(-1, invocation=True)
+        log.marker("FC Invoke End")
+        self.send_json(status, payload)
+
+    def handle_initialize(self) -> None:
+        ctx = self._context()
+        log = RequestLog(logger, ctx.request_id, ctx.secrets())
+        log.marker("FC Initialize Start")
+        try:
+            self._discard_body()
+            status, payload = 200, self.server.initialize(log)
+        except Exception as exc:
+            status, payload = self._failure(exc, ctx, log)
+        log.marker("FC Initialize End")
+        self.send_json(status, payload)
+
+    def handle_pre_stop(self) -> None:
+        ctx = self._context()
+        log = RequestLog(logger, ctx.request_id)
+        log.marker("FC PreStop Start")
+        self.server.graceful_stop("PreStop", log)
+        log.marker("FC PreStop End")
+        self.close_connection = True
+        self.send_json(200, {"stopped": True})
+
+    def handle_pre_freeze(self) -> None:
+        ctx = self._context()
+        log = RequestLog(logger, ctx.request_id)
+        log.marker("FC PreFreeze Start")
+        log.marker("FC PreFreeze End")
+        self.send_json(200, {"frozen": True})
+
+    def handle_health(self) -> None:
+        status = "stopping" if self.server.stop_reason else "ok"
+        self.send_json(200, {"status": status, "version": __version__}, fc_status=False)
+
+    # helpers
+
+    def _context(self) -> FcContext:
+        return FcContext.from_headers(
+            self.headers, self.server.environ, default_timeout_s=self.server.config.pipeline.default_timeout_s
+        )
+
+    def _failure(self, exc: Exception, ctx: FcContext, log: RequestLog) -> tuple[int, dict[str, Any]]:
+        status, payload = error_response(exc, ctx.request_id, ctx.secrets())
+        if isinstance(exc, FcBuildError):
+            log.error("%s: %s", payload["errorType"], payload["errorMessage"])
+        else:
+            log.exception("unexpected failure, answered as Internal")
+        return status, payload
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        raw = self.headers.get("Content-Length") or "0"
+        if not raw.isdigit():
+            self.close_connection = True
+            raise InvalidRequest(f"body: bad Content-Length {raw!r}")
+        length = int(raw)
+        if length > MAX_SYNC_BODY:
+            self._drain(length)
+            raise InvalidRequest(f"body: {length} bytes is over FC's synchronous limit of {MAX_SYNC_BODY} bytes")
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024).split(b";")[0].strip()
+            try:
+                size = int(line, 16)
+            except ValueError:
+                self.close_connection = True
+                raise InvalidRequest("body: malformed chunked encoding") from None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > MAX_SYNC_BODY:
+                self.close_connection = True
+                raise InvalidRequest(f"body: over FC's synchronous limit of {MAX_SYNC_BODY} bytes")
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(1024)
+
+    def _discard_body(self) -> None:
+        raw = self.headers.get("Content-Length") or "0"
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower() or not raw.isdigit():
+            self.close_connection = True
+        else:
+            self._drain(int(raw))
+
+    def _drain(self, length: int) -> None:
+        if length > MAX_DRAIN:
+            self.close_connection = True
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 20))
+            if not chunk:
+                break
+            length -= len(chunk)
+
+    def send_json(
+        self, status: int, payload: Any, headers: Sequence[tuple[str, str]] = (), *, fc_status: bool = True
+    ) -> None:
+        """Write status line, headers and body in one send.
+
+        `fc_status` adds `x-fc-status`, which FC reads as the outcome of a lifecycle call
+        (200 success, 404 function error). Routing errors are not function errors and go without it.
+        """
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json; charset=utf-8"]
+        lines.append(f"Content-Length: {len(body)}")
+        if fc_status:
+            lines.append(f"{HDR_FC_STATUS}: {status}")
+        lines.extend(f"{k}: {v}" for k, v in headers)
+        if self.close_connection:
+            lines.append("Connection: close")
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        self.log_request(status, len(body))
+
+
+ROUTES: dict[str, dict[str, Callable[[FcRequestHandler], None]]] = {
+    "/invoke": {"POST": FcRequestHandler.handle_invoke},
+    "/initialize": {"POST": FcRequestHandler.handle_initialize},
+    "/pre-stop": {"GET": FcRequestHandler.handle_pre_stop},
+    "/pre-freeze": {"GET": FcRequestHandler.handle_pre_freeze},
+    "/health": {"GET": FcRequestHandler.handle_health},
+}
+
+
+def main(argv: list[str]) -> int:
+    try:
+        config = RuntimeConfig.from_env(os.environ, argv[1:])
+    except ValueError as exc:
+        print(f"fcbuild: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(config)
+    try:
+        server = FcServer(config, os.environ)
+    except OSError as exc:
+        logger.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
+        return EXIT_STARTUP_FAILURE
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: server.request_stop(signal.Signals(signum).name))
+    host, port = server.server_address[:2]
+    logger.info("fcbuild %s listening on %s:%d (pid %d)", __version__, host, port, os.getpid())
+    server.start_warm_up()
+    try:
+        server.serve_until_stopped()
+        server.graceful_stop(server.stop_reason)
+        server.wait_idle(timeout=5)
+    finally:
+        server.server_close()
+    logger.info("fcbuild exited cleanly")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

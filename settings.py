@@ -1,0 +1,111 @@
+"""The pipeline's and OSS I/O's tunables, read from the environment once at start-up.
+
+Stdlib only, so that the runtime can build its whole configuration before it imports
+anything heavy. Every variable is listed in the README's table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+# Variables a build's child processes may inherit from the runtime's environment. An
+# allowlist, not a denylist: FC puts the function role's credentials in the environment.
+CHILD_ENV_ALLOWLIST = (
+    "HOME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "USER",
+    "SHELL",
+    "TERM",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+)
+CHILD_ENV_PREFIX_ALLOWLIST = ("LC_",)
+DEFAULT_NODE_PATHS = ("/var/fc/lang/nodejs*", "/opt/nodejs*", "/usr/local/lib/nodejs*")
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    workspace_root: str = "/tmp/fcbuild"
+    oss_endpoint: str = ""
+    oss_region: str = ""
+    upload_concurrency: int = 16
+    multipart_threshold: int = 16 * 1024 * 1024
+    part_size: int = 8 * 1024 * 1024
+    oss_retries: int = 5
+    node_paths: tuple[str, ...] = DEFAULT_NODE_PATHS
+    npm_registry: str = ""
+    min_free_mb: int = 256
+    upload_margin_s: int = 30
+    default_timeout_s: int = 900
+    max_archive_bytes: int = 4 * 1024**3
+    max_archive_files: int = 200_000
+    keep_workspace: bool = False
+    # The environment as it was before the program started: the base of every child's
+    # environment (filtered by CHILD_ENV_ALLOWLIST) and the source of the original PATH.
+    launch_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, frozen: bool = False) -> PipelineSettings:
+        get = environ.get
+        node_paths = tuple(p for p in get("FCBUILD_NODE_PATHS", "").split(":") if p) or DEFAULT_NODE_PATHS
+        return cls(
+            workspace_root=get("FCBUILD_WORKSPACE_ROOT") or os.path.join(get("TMPDIR") or "/tmp", "fcbuild"),
+            oss_endpoint=get("FCBUILD_OSS_ENDPOINT", "").rstrip("/"),
+            oss_region=get("FCBUILD_OSS_REGION", ""),
+            upload_concurrency=_positive(get, "FCBUILD_UPLOAD_CONCURRENCY", 16),
+            multipart_threshold=_positive(get, "FCBUILD_MULTIPART_THRESHOLD_MB", 16) * 1024 * 1024,
+            part_size=_positive(get, "FCBUILD_PART_SIZE_MB", 8) * 1024 * 1024,
+            oss_retries=_positive(get, "FCBUILD_OSS_RETRIES", 5, minimum=0),
+            node_paths=node_paths,
+            npm_registry=get("FCBUILD_NPM_REGISTRY", ""),
+            min_free_mb=_positive(get, "FCBUILD_MIN_FREE_MB", 256, minimum=0),
+            upload_margin_s=_positive(get, "FCBUILD_UPLOAD_MARGIN_S", 30, minimum=0),
+            default_timeout_s=_positive(get, "FCBUILD_DEFAULT_TIMEOUT_S", 900),
+            max_archive_bytes=_positive(get, "FCBUILD_MAX_ARCHIVE_MB", 4096) * 1024 * 1024,
+            max_archive_files=_positive(get, "FCBUILD_MAX_ARCHIVE_FILES", 200_000),
+            keep_workspace=get("FCBUILD_KEEP_WORKSPACE", "") in ("1", "true", "yes"),
+            launch_env=MappingProxyType(launch_environment(environ, frozen=frozen)),
+        )
+
+
+def launch_environment(environ: Mapping[str, str], *, frozen: bool) -> dict[str, str]:
+    """The environment without what a PyInstaller bootloader added.
+
+    The frozen `bootstrap` prepends its own library folder to LD_LIBRARY_PATH and keeps
+    the original in LD_LIBRARY_PATH_ORIG. A child (node, npm, sh) that inherits the
+    bundle's folder loads the bundled glibc and fails on an older system.
+    """
+    env = dict(environ)
+    if frozen:
+        original = env.pop("LD_LIBRARY_PATH_ORIG", None)
+        if original is None:
+            env.pop("LD_LIBRARY_PATH", None)
+        else:
+            env["LD_LIBRARY_PATH"] = original
+    return env
+
+
+def _positive(get, name: str, default: int, *, minimum: int = 1) -> int:
+    raw = get(name, "")
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value

@@ -1,0 +1,143 @@
+"""Start the real fcbuild process (source or frozen binary) and talk to it over HTTP.
+
+`FC_RUNTIME_BIN` selects a frozen `bootstrap` instead of `python fc_runtime.py`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FC_HEADERS = {
+    "Content-Type": "application/octet-stream",
+    "x-fc-function-name": "fcbuild-test",
+    "x-fc-function-handler": "index.handler",
+    "x-fc-function-memory": "1024",
+    "x-fc-function-timeout": "300",
+    "x-fc-region": "cn-hangzhou",
+    "x-fc-account-id": "1234567890",
+    "x-fc-qualifier": "LATEST",
+    "x-fc-version-id": "1",
+}
+
+
+def runtime_command() -> list[str]:
+    binary = os.environ.get("FC_RUNTIME_BIN")
+    if binary:
+        return [os.path.abspath(binary)]
+    return [sys.executable, os.path.join(ROOT, "fc_runtime.py")]
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class RuntimeProcess:
+    proc: subprocess.Popen
+    port: int
+    log_path: str
+    _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
+
+    def output(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        request_id: str | None = None,
+        timeout: float = 120,
+        fresh: bool = False,
+    ) -> Response:
+        """One request on a kept-alive connection (a fresh one if asked or if the last closed)."""
+        all_headers = dict(FC_HEADERS)
+        all_headers["x-fc-request-id"] = request_id or f"req-{time.monotonic_ns()}"
+        all_headers.update(headers or {})
+        if fresh or self._conn is None:
+            self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = self._conn
+        conn.timeout = timeout
+        conn.request(method, path, body=body, headers=all_headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.will_close:
+            conn.close()
+            self._conn = None
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+
+    def invoke(self, event: Any, **kw: Any) -> Response:
+        body = event if isinstance(event, bytes) else json.dumps(event).encode()
+        return self.request("POST", "/invoke", body, **kw)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=10)
+
+
+def start_runtime(
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+    *,
+    workdir: str | None = None,
+    ready_timeout: float = 30,
+) -> RuntimeProcess:
+    """Start fcbuild on port 0 and wait until it has logged the port it bound (no fixed sleep)."""
+    workdir = workdir or tempfile.mkdtemp(prefix="fcbuild-test-")
+    log_path = os.path.join(workdir, "runtime.log")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "FC_", "FCBUILD_"))}
+    full_env.setdefault("FCBUILD_WORKSPACE_ROOT", os.path.join(workdir, "ws"))
+    full_env.update(env or {})
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            runtime_command() + (args if args is not None else ["0", "--host", "127.0.0.1"]),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=workdir,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            match = re.search(r"listening on [\d.]+:(\d+)", f.read())
+        if match:
+            return RuntimeProcess(proc, int(match.group(1)), log_path)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    proc.kill()
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        raise RuntimeError(f"fcbuild did not start (exit {proc.poll()}):\n{f.read()}")

@@ -1,0 +1,218 @@
+"""The real fcbuild process over real HTTP: FC's lifecycle calls, errors, concurrency, stop.
+
+Runs against `python fc_runtime.py`, or against the frozen binary named in FC_RUNTIME_BIN.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import json
+import signal
+import time
+
+import pytest
+
+from tests.runtime_proc import start_runtime
+
+SECRET = "hdr-SECRET-5f1e2d"
+TOKEN = "hdr-TOKEN-99aa77"
+ENV_SECRET = "env-SECRET-a1b2c3"
+ENV_TOKEN = "env-TOKEN-d4e5f6"
+CRED_HEADERS = {"x-fc-access-key-id": "STS.hdrid", "x-fc-access-key-secret": SECRET, "x-fc-security-token": TOKEN}
+VALID = {"source": "oss://src-bucket/app.tar.gz", "target": {"bucket": "site-bucket", "prefix": "app/"}}
+
+
+@pytest.fixture
+def runtime():
+    env = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "STS.envid",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": ENV_SECRET,
+        "ALIBABA_CLOUD_SECURITY_TOKEN": ENV_TOKEN,
+        "FCBUILD_LOG_LEVEL": "DEBUG",
+    }
+    rt = start_runtime(env)
+    yield rt
+    rt.kill()
+
+
+def assert_function_error(resp, error_type):
+    assert resp.status == 404, resp.body
+    assert resp.headers["x-fc-status"] == "404"
+    body = resp.json()
+    assert body["errorType"] == error_type, body
+    assert body["errorMessage"]
+    assert body["requestId"]
+    return body
+
+
+def test_initialize_is_idempotent(runtime):
+    first = runtime.request("POST", "/initialize", request_id="init-1")
+    assert (first.status, first.headers["x-fc-status"]) == (200, "200")
+    assert first.json() == {"initialized": True, "already": False}
+    second = runtime.request("POST", "/initialize", request_id="init-2")
+    assert second.json() == {"initialized": True, "already": True}
+    out = runtime.output()
+    assert "FC Initialize Start RequestId: init-1" in out and "FC Initialize End RequestId: init-1" in out
+
+
+def test_invoke_without_initialize_and_markers(runtime):
+    resp = runtime.invoke({"source": 1}, request_id="inv-1", headers=CRED_HEADERS)
+    body = assert_function_error(resp, "InvalidRequest")
+    assert body["requestId"] == "inv-1"
+    assert "source" in body["errorMessage"]
+    out = runtime.output()
+    start = out.index("FC Invoke Start RequestId: inv-1")
+    assert out.index("FC Invoke End RequestId: inv-1") > start
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        (b"{not json", "malformed JSON"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b"", "empty"),
+        (json.dumps({"source": "oss://src-bucket/a.tar.gz"}).encode(), "target: required"),
+        (json.dumps({**VALID, "build": {"timeout_s": "soon"}}).encode(), "build.timeout_s"),
+        (json.dumps({**VALID, "build": {"install": 5}}).encode(), "build.install"),
+        (json.dumps({**VALID, "build": {"env": {"A": 1}}}).encode(), "build.env.A"),
+        (json.dumps({**VALID, "surprise": True}).encode(), "surprise: unknown field"),
+        (json.dumps({**VALID, "source": {"bucket": "Bad_Bucket", "key": "a.zip"}}).encode(), "source.bucket"),
+    ],
+)
+def test_invalid_requests(runtime, body, field):
+    resp = runtime.invoke(body)
+    assert field in assert_function_error(resp, "InvalidRequest")["errorMessage"]
+
+
+def test_oversized_body_is_refused_and_connection_survives(runtime):
+    resp = runtime.invoke(b" " * (32 * 1024 * 1024 + 1))
+    assert "limit" in assert_function_error(resp, "InvalidRequest")["errorMessage"]
+    assert runtime.request("GET", "/health").status == 200
+
+
+def test_content_type_does_not_matter(runtime):
+    for ctype in ("application/octet-stream", "application/json", "text/plain"):
+        resp = runtime.invoke(b"[]", headers={"Content-Type": ctype})
+        assert_function_error(resp, "InvalidRequest")
+
+
+def test_chunked_body(runtime):
+    conn = http.client.HTTPConnection("127.0.0.1", runtime.port, timeout=30)
+    conn.request("POST", "/invoke", body=iter([b'{"source":', b" 7}"]), headers={"x-fc-request-id": "chunk"})
+    resp = conn.getresponse()
+    assert resp.status == 404
+    assert "source" in json.loads(resp.read())["errorMessage"]
+
+
+def test_valid_request_is_never_a_fake_success(runtime):
+    resp = runtime.invoke(VALID, headers=CRED_HEADERS)
+    assert resp.status == 404 and resp.headers["x-fc-status"] == "404"
+    assert resp.json()["errorType"] != "InvalidRequest"
+
+
+def test_control_path_routing(runtime):
+    resp = runtime.request("POST", "/", b"[]", headers={"x-fc-control-path": "/invoke"})
+    assert_function_error(resp, "InvalidRequest")
+    resp = runtime.request("POST", "/", b"", headers={"x-fc-control-path": "/initialize"})
+    assert resp.status == 200 and resp.json()["initialized"] is True
+
+
+def test_unknown_path_is_a_plain_404(runtime):
+    resp = runtime.request("GET", "/nope")
+    assert resp.status == 404
+    assert "x-fc-status" not in resp.headers
+    assert resp.json()["error"] == "NotFound"
+    resp = runtime.request("GET", "/invoke")
+    assert resp.status == 405 and resp.headers["allow"] == "POST"
+
+
+def test_keep_alive_connection_is_reused(runtime):
+    conn = http.client.HTTPConnection("127.0.0.1", runtime.port, timeout=30)
+    for i in range(20):
+        conn.request("POST", "/invoke", body=b"[]", headers={"x-fc-request-id": f"ka-{i}"})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 404 and not resp.will_close
+    assert conn.sock is not None
+
+
+def test_fifty_concurrent_clients(runtime):
+    def one(i):
+        conn = http.client.HTTPConnection("127.0.0.1", runtime.port, timeout=60)
+        conn.request("POST", "/invoke", body=b"{", headers={"x-fc-request-id": f"burst-{i}"})
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+        conn.close()
+        return resp.status, body["requestId"], body["errorType"]
+
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(one, range(50)))
+    assert results == [(404, f"burst-{i}", "InvalidRequest") for i in range(50)]
+    out = runtime.output()
+    assert all(f"FC Invoke End RequestId: burst-{i}" in out for i in range(50))
+
+
+def test_pre_freeze(runtime):
+    resp = runtime.request("GET", "/pre-freeze", request_id="frz")
+    assert resp.status == 200 and resp.headers["x-fc-status"] == "200"
+    assert "FC PreFreeze Start RequestId: frz" in runtime.output()
+
+
+def test_pre_stop_stops_the_process_cleanly(runtime):
+    resp = runtime.request("GET", "/pre-stop", request_id="stop-1")
+    assert resp.status == 200 and resp.headers["x-fc-status"] == "200"
+    assert runtime.proc.wait(timeout=10) == 0
+    out = runtime.output()
+    assert "FC PreStop Start RequestId: stop-1" in out and "FC PreStop End RequestId: stop-1" in out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_gives_prompt_clean_exit(runtime, sig):
+    """Steps: one request on a kept-alive connection (so an idle connection is open),
+    send the signal, expect exit 0 well under the 0.5 s serve_forever poll plus grace."""
+    runtime.request("POST", "/initialize")
+    started = time.monotonic()
+    runtime.proc.send_signal(sig)
+    assert runtime.proc.wait(timeout=5) == 0
+    assert time.monotonic() - started < 3
+    assert "exited cleanly" in runtime.output()
+
+
+def test_credentials_never_printed(runtime):
+    runtime.request("POST", "/initialize", headers=CRED_HEADERS)
+    for body in (b"{", json.dumps(VALID).encode(), json.dumps({**VALID, "build": {"env": 3}}).encode()):
+        runtime.invoke(body, headers=CRED_HEADERS)
+        runtime.invoke(body)  # credentials from the environment
+    resp = runtime.invoke(VALID, headers=CRED_HEADERS)
+    assert runtime.stop() == 0
+    out = runtime.output()
+    assert "FC Invoke End" in out
+    for secret in (SECRET, TOKEN, ENV_SECRET, ENV_TOKEN):
+        assert secret not in out
+        assert secret not in resp.body.decode()
+
+
+def test_port_from_environment():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rt = start_runtime({"FC_CUSTOM_LISTEN_PORT": str(port)}, args=["--host", "127.0.0.1"])
+    try:
+        assert rt.port == port
+        assert rt.request("GET", "/health").json()["status"] == "ok"
+    finally:
+        assert rt.stop() == 0
+
+
+def test_bad_command_line_exits_with_usage_error():
+    import subprocess
+
+    from tests.runtime_proc import runtime_command
+
+    done = subprocess.run(runtime_command() + ["not-a-port"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "port" in done.stderr
+    done = subprocess.run(runtime_command() + ["--version"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "fcbuild" in done.stdout
