@@ -287,6 +287,13 @@ class FcServer(ThreadingHTTPServer):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            logger.debug("connection from %s ended: %s", client_address, exc)
+        else:
+            logger.exception("error while serving %s", client_address)
+
     # lifecycle
 
     def serve_until_stopped(self) -> None:

@@ -1,0 +1,520 @@
+"""All of fcbuild's OSS traffic. The only module that imports oss2.
+
+One `OssClient` per request, from that request's credentials (they rotate: nothing is
+cached across requests). V4 signatures, the STS token when there is one, and FC's internal
+endpoint by default. Every transfer is CRC64-checked; transient failures are retried with
+backoff and jitter; OSS failures become fcbuild's error types with bucket, key, OSS code and
+OSS request id in the message, never a credential.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import hashlib
+import http.client
+import importlib
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import oss2
+import requests
+import urllib3
+from oss2.credentials import StaticCredentialsProvider
+from oss2.models import PartInfo
+from oss2.utils import Crc64, SizedFileAdapter
+
+from context import Credentials, FcContext, redact
+from deploy_plan import DeployPlan, Upload, plan_deploy, scan_tree
+from errors import AccessDenied, DownloadFailed, FcBuildError, InvalidRequest, SourceNotFound, UploadFailed
+from settings import PipelineSettings
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# oss2 computes CRC64 over every byte with crcmod; its pure-Python fallback is ~35x slower.
+CRC_EXTENSION = bool(importlib.import_module("crcmod.crcmod")._usingExtension)
+PROGRESS_EVERY_S = 2.0
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+
+
+@dataclass
+class TransferReport:
+    uploaded: int = 0
+    skipped: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    retries: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "uploaded": self.uploaded,
+            "skipped": self.skipped,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "retries": self.retries,
+        }
+
+
+class _Progress:
+    """Logs files and bytes done of the total, at most every PROGRESS_EVERY_S seconds."""
+
+    def __init__(self, log: Any, verb: str, files: int, total_bytes: int) -> None:
+        self.log, self.verb, self.files, self.total = log, verb, files, total_bytes
+        self.done_files = self.done_bytes = 0
+        self._lock = threading.Lock()
+        self._last = time.monotonic()
+
+    def add(self, nbytes: int, *, file_done: bool = False) -> None:
+        with self._lock:
+            self.done_bytes += nbytes
+            self.done_files += file_done
+            now = time.monotonic()
+            if now - self._last < PROGRESS_EVERY_S:
+                return
+            self._last = now
+        self.log.info(
+            "%s %d/%d files, %.1f/%.1f MiB",
+            self.verb,
+            self.done_files,
+            self.files,
+            self.done_bytes / 2**20,
+            self.total / 2**20,
+        )
+
+
+class _Retryable(Exception):
+    """A failure worth another attempt (wraps the original)."""
+
+
+class OssClient:
+    """OSS I/O for one request. Thread-safe: transfers run on its own thread pools."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        region: str,
+        endpoint: str,
+        *,
+        concurrency: int = 16,
+        part_size: int = 8 * 2**20,
+        multipart_threshold: int = 16 * 2**20,
+        retries: int = 5,
+        log: Any = logger,
+    ) -> None:
+        if not region:
+            raise InvalidRequest("region: unknown (FC sends x-fc-region; set FCBUILD_OSS_REGION to run elsewhere)")
+        provider = StaticCredentialsProvider(
+            credentials.access_key_id, credentials.access_key_secret, credentials.security_token or None
+        )
+        self._auth = oss2.ProviderAuthV4(provider)
+        self._secrets = credentials.secrets()
+        self.region = region
+        self.endpoint = endpoint
+        self.concurrency = concurrency
+        self.part_size = part_size
+        self.multipart_threshold = multipart_threshold
+        self.retries = retries
+        self.log = log
+        self._session = oss2.Session(pool_size=concurrency * 2 + 4)
+        self._buckets: dict[str, oss2.Bucket] = {}
+        self._lock = threading.Lock()
+        self.retry_count = 0
+
+    @classmethod
+    def for_request(cls, ctx: FcContext, settings: PipelineSettings, log: Any = logger) -> OssClient:
+        if ctx.credentials is None or not ctx.credentials.access_key_id:
+            raise AccessDenied(
+                "no credentials: give the function a role (FC passes its STS credentials in x-fc-* headers "
+                "or ALIBABA_CLOUD_* variables)"
+            )
+        region = ctx.region or settings.oss_region
+        endpoint = settings.oss_endpoint or f"https://oss-{region}-internal.aliyuncs.com"
+        return cls(
+            ctx.credentials,
+            region,
+            endpoint,
+            concurrency=settings.upload_concurrency,
+            part_size=settings.part_size,
+            multipart_threshold=settings.multipart_threshold,
+            retries=settings.oss_retries,
+            log=log,
+        )
+
+    def bucket(self, name: str) -> oss2.Bucket:
+        with self._lock:
+            bucket = self._buckets.get(name)
+            if bucket is None:
+                bucket = oss2.Bucket(
+                    self._auth, self.endpoint, name, session=self._session, region=self.region, connect_timeout=30
+                )
+                self._buckets[name] = bucket
+            return bucket
+
+    # --- retries and error translation -----------------------------------------------------
+
+    def _attempt(self, what: str, fn: Callable[[], T]) -> T:
+        """Run `fn`, retrying transient failures with exponential backoff and full jitter."""
+        delay = 0.2
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except Exception as exc:
+                if not _is_transient(exc) or attempt == self.retries:
+                    raise
+                with self._lock:
+                    self.retry_count += 1
+                self.log.warning("%s: %s; retrying (%d/%d)", what, self._describe(exc), attempt + 1, self.retries)
+                time.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, oss2.exceptions.OssError):
+            if exc.status < 0:  # oss2's client-side errors (connection, CRC mismatch) carry status -1/-2/-3
+                text = f"{type(exc).__name__}: {exc.body or exc.message}"
+            else:
+                text = f"{exc.code or 'HTTP ' + str(exc.status)}, HTTP {exc.status}, request id {exc.request_id or '-'}"
+        else:
+            text = f"{type(exc).__name__}: {exc}"
+        return redact(str(text), self._secrets)[:500]
+
+    def _translate(
+        self,
+        exc: BaseException,
+        bucket: str,
+        key: str,
+        *,
+        failure: type[FcBuildError],
+        not_found: type[FcBuildError] | None = None,
+    ) -> FcBuildError:
+        where = f"oss://{bucket}/{key}"
+        if isinstance(exc, FcBuildError):
+            return exc
+        if isinstance(exc, oss2.exceptions.OssError) and exc.status >= 0:
+            detail = f"{exc.code or 'HTTP ' + str(exc.status)}, request id {exc.request_id or '-'}"
+            message = redact(exc.message or "", self._secrets)
+            if exc.status == 404 and not_found is not None:
+                return not_found(f"{where} ({detail}): {message}")
+            if exc.status == 403:
+                return AccessDenied(f"{where} ({detail}): {message}")
+            return failure(f"{where} ({detail}): {message}")
+        return failure(f"{where}: {self._describe(exc)}")
+
+    # --- small objects --------------------------------------------------------------------
+
+    def get_json(self, bucket: str, key: str) -> Any | None:
+        """The JSON document at bucket/key, or None when there is none."""
+
+        def get() -> bytes:
+            result = self.bucket(bucket).get_object(key)
+            data = result.read()
+            _check_crc(result)
+            return data
+
+        try:
+            data = self._attempt(f"get {bucket}/{key}", get)
+        except oss2.exceptions.NoSuchKey:
+            return None
+        except Exception as exc:
+            raise self._translate(exc, bucket, key, failure=DownloadFailed, not_found=SourceNotFound) from exc
+        try:
+            return json.loads(data)
+        except ValueError:
+            self.log.warning("oss://%s/%s is not valid JSON; treated as absent", bucket, key)
+            return None
+
+    def put_json(self, bucket: str, key: str, doc: Any, *, cache_control: str = "no-cache") -> None:
+        data = json.dumps(doc, ensure_ascii=False, sort_keys=True, indent=1).encode()
+        self.put_bytes(bucket, key, data, content_type="application/json; charset=utf-8", cache_control=cache_control)
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, *, content_type: str, cache_control: str = "") -> None:
+        headers = {"Content-Type": content_type, "Content-MD5": _b64md5(data)}
+        if cache_control:
+            headers["Cache-Control"] = cache_control
+        try:
+            self._attempt(f"put {bucket}/{key}", lambda: self.bucket(bucket).put_object(key, data, headers=headers))
+        except Exception as exc:
+            raise self._translate(exc, bucket, key, failure=UploadFailed) from exc
+
+    # --- listing and deleting -------------------------------------------------------------
+
+    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        token = ""
+        while True:
+            try:
+                page = self._attempt(
+                    f"list {bucket}/{prefix}",
+                    lambda t=token: self.bucket(bucket).list_objects_v2(
+                        prefix=prefix, continuation_token=t, max_keys=1000
+                    ),
+                )
+            except Exception as exc:
+                raise self._translate(exc, bucket, prefix, failure=DownloadFailed, not_found=SourceNotFound) from exc
+            for obj in page.object_list:
+                yield ObjectInfo(obj.key, obj.size, obj.etag)
+            if not page.is_truncated:
+                return
+            token = page.next_continuation_token
+
+    def delete_objects(self, bucket: str, keys: Sequence[str]) -> int:
+        """Delete keys in batches of 1000 (OSS's limit per request). Returns how many were named."""
+        for start in range(0, len(keys), 1000):
+            batch = list(keys[start : start + 1000])
+            try:
+                self._attempt(
+                    f"delete {len(batch)} objects", lambda b=batch: self.bucket(bucket).batch_delete_objects(b)
+                )
+            except Exception as exc:
+                raise self._translate(exc, bucket, batch[0], failure=UploadFailed) from exc
+        return len(keys)
+
+    # --- downloads ------------------------------------------------------------------------
+
+    def download_file(self, bucket: str, key: str, dest: str, *, max_bytes: int | None = None) -> int:
+        """Stream bucket/key to `dest` with bounded memory; resume from the last byte on a dropped
+        connection (Range plus If-Match, so a replaced object is not stitched); verify the CRC64
+        of the whole file against the object's. Returns the size."""
+        try:
+            return self._download(bucket, key, dest, max_bytes)
+        except Exception as exc:
+            raise self._translate(exc, bucket, key, failure=DownloadFailed, not_found=SourceNotFound) from exc
+
+    def _download(self, bucket: str, key: str, dest: str, max_bytes: int | None) -> int:
+        b = self.bucket(bucket)
+        meta = self._attempt(f"head {bucket}/{key}", lambda: b.get_object_meta(key))
+        size, etag = meta.content_length, meta.etag
+        server_crc = int(meta.headers.get("x-oss-hash-crc64ecma", "0") or 0)
+        if max_bytes is not None and size > max_bytes:
+            raise DownloadFailed(f"oss://{bucket}/{key}: {size} bytes is over the limit of {max_bytes}")
+        progress = _Progress(self.log, "downloaded", 1, size)
+        for whole_attempt in range(2):  # a CRC mismatch over the whole file: fetch it all once more
+            with open(dest, "wb") as out:
+                got = _Received(out)
+                if size:
+                    self._attempt(f"get {bucket}/{key}", lambda got=got: got.fetch(b, key, etag, size, progress))
+            if not server_crc or got.crc.crc == server_crc:
+                progress.add(0, file_done=True)
+                return size
+            self.log.warning("oss://%s/%s: CRC64 mismatch after download (attempt %d)", bucket, key, whole_attempt + 1)
+        raise oss2.exceptions.InconsistentError(f"CRC64 of the downloaded file {got.crc.crc} != {server_crc} from OSS")
+
+    def download_files(self, bucket: str, pairs: Sequence[tuple[str, str]]) -> int:
+        """Download (key, dest) pairs in parallel. Returns total bytes."""
+        total = 0
+        with concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="oss-get") as pool:
+            futures = [pool.submit(self.download_file, bucket, key, dest) for key, dest in pairs]
+            for future in concurrent.futures.as_completed(futures):
+                total += future.result()
+        return total
+
+    # --- uploads --------------------------------------------------------------------------
+
+    def upload_tree(
+        self,
+        bucket: str,
+        prefix: str,
+        root: str,
+        *,
+        previous_manifest: Mapping[str, Mapping[str, object]] | None = None,
+        cache_rules: Iterable[tuple[str, str]] = (),
+        before_entries: Callable[[], None] | None = None,
+    ) -> tuple[DeployPlan, TransferReport]:
+        """Upload the files under `root` to `prefix`, skipping those the previous manifest shows
+        unchanged (no HEAD per file). Assets go first, entry HTML last; `before_entries` runs
+        between the two (the pipeline's last chance to stop before the site switches)."""
+        try:
+            files = scan_tree(root)
+        except ValueError as exc:
+            raise UploadFailed(f"output: {exc}") from None
+        plan = plan_deploy(files, previous_manifest, cache_rules)
+        report = TransferReport(skipped=len(plan.skipped))
+        started = time.monotonic()
+        total_bytes = sum(u.size for u in plan.uploads)
+        progress = _Progress(self.log, "uploaded", len(plan.uploads), total_bytes)
+        self.log.info(
+            "deploying %d files (%.1f MiB) to oss://%s/%s; %d unchanged files skipped",
+            len(plan.uploads),
+            total_bytes / 2**20,
+            bucket,
+            prefix,
+            len(plan.skipped),
+        )
+        retries_before = self.retry_count
+        self.upload_files(bucket, prefix, root, plan.assets, progress)
+        if before_entries is not None:
+            before_entries()
+        self.upload_files(bucket, prefix, root, plan.entries, progress)
+        report.uploaded = len(plan.uploads)
+        report.bytes = total_bytes
+        report.seconds = time.monotonic() - started
+        report.retries = self.retry_count - retries_before
+        return plan, report
+
+    def upload_files(
+        self, bucket: str, prefix: str, root: str, uploads: Sequence[Upload], progress: Any = None
+    ) -> None:
+        """Upload in parallel; large files in parallel parts. All succeed or this raises UploadFailed."""
+        if not uploads:
+            return
+        progress = progress or _Progress(self.log, "uploaded", len(uploads), sum(u.size for u in uploads))
+        # Two pools: a file task may wait on its parts, so parts must not queue behind files.
+        with (
+            concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="oss-put") as files,
+            concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="oss-part") as parts,
+        ):
+            futures = {
+                files.submit(
+                    self._upload_one, bucket, prefix + u.path, os.path.join(root, u.path), u, parts, progress
+                ): u
+                for u in uploads
+            }
+            for future in concurrent.futures.as_completed(futures):
+                exc = future.exception()
+                if exc is not None:
+                    for f in futures:
+                        f.cancel()
+                    u = futures[future]
+                    raise self._translate(exc, bucket, prefix + u.path, failure=UploadFailed) from exc
+
+    def _upload_one(
+        self,
+        bucket: str,
+        key: str,
+        path: str,
+        upload: Upload,
+        parts: concurrent.futures.Executor,
+        progress: _Progress,
+    ) -> None:
+        headers = {"Content-Type": upload.content_type, "Cache-Control": upload.cache_control}
+        if upload.size >= self.multipart_threshold:
+            self._upload_multipart(bucket, key, path, upload.size, headers, parts, progress)
+            progress.add(0, file_done=True)
+            return
+        headers["Content-MD5"] = base64.b64encode(bytes.fromhex(upload.md5)).decode()
+
+        def put() -> None:
+            with open(path, "rb") as f:
+                self.bucket(bucket).put_object(key, f, headers=headers)
+
+        self._attempt(f"put {bucket}/{key}", put)
+        progress.add(upload.size, file_done=True)
+
+    def _upload_multipart(
+        self,
+        bucket: str,
+        key: str,
+        path: str,
+        size: int,
+        headers: Mapping[str, str],
+        parts: concurrent.futures.Executor,
+        progress: _Progress,
+    ) -> None:
+        b = self.bucket(bucket)
+        upload_id = self._attempt(
+            f"initiate {bucket}/{key}", lambda: b.init_multipart_upload(key, headers=dict(headers)).upload_id
+        )
+        part_size = max(self.part_size, -(-size // 10_000))
+        ranges = [(n + 1, start, min(part_size, size - start)) for n, start in enumerate(range(0, size, part_size))]
+
+        def send_part(number: int, start: int, length: int) -> PartInfo:
+            def attempt() -> PartInfo:
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    result = b.upload_part(key, upload_id, number, SizedFileAdapter(f, length))
+                return PartInfo(number, result.etag, size=length, part_crc=result.crc)
+
+            info = self._attempt(f"part {number} of {bucket}/{key}", attempt)
+            progress.add(length)
+            return info
+
+        try:
+            infos = list(parts.map(lambda r: send_part(*r), ranges))
+
+            def complete() -> None:
+                try:
+                    b.complete_multipart_upload(key, upload_id, infos)
+                except oss2.exceptions.NoSuchUpload:
+                    # A retried Complete whose first try succeeded but whose answer was lost.
+                    meta = b.get_object_meta(key)
+                    if meta.content_length != size:
+                        raise
+
+            self._attempt(f"complete {bucket}/{key}", complete)
+        except BaseException:
+            try:
+                b.abort_multipart_upload(key, upload_id)
+            except Exception:
+                pass
+            raise
+
+
+class _Received:
+    """A download in progress: the bytes written so far and their CRC64, so a retry resumes."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.crc = Crc64()
+        self.offset = 0
+
+    def fetch(self, bucket: oss2.Bucket, key: str, etag: str, size: int, progress: _Progress) -> None:
+        headers = {"If-Match": f'"{etag}"', "x-oss-range-behavior": "standard"}
+        if self.offset == 0:
+            result = bucket.get_object(key, headers=headers)
+        else:
+            result = bucket.get_object(key, byte_range=(self.offset, None), headers=headers)
+            if result.status != 206:  # the range was not honoured: start over
+                self.out.seek(0)
+                self.out.truncate()
+                self.crc, self.offset = Crc64(), 0
+        while chunk := result.read(CHUNK):
+            self.out.write(chunk)
+            self.crc.update(chunk)
+            self.offset += len(chunk)
+            progress.add(len(chunk))
+        if self.offset != size:
+            raise ConnectionError(f"connection closed at byte {self.offset} of {size}")
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """5xx, 429, timeouts, connection errors, and bodies corrupted in flight: worth a retry.
+    Signature, permission and not-found errors are not."""
+    if isinstance(exc, oss2.exceptions.InconsistentError):
+        return True
+    if isinstance(exc, oss2.exceptions.RequestError):
+        return True
+    if isinstance(exc, oss2.exceptions.OssError):
+        return exc.status >= 500 or exc.status == 429 or exc.code == "InvalidDigest"
+    # A body cut off mid-read surfaces from requests/urllib3 directly, not wrapped by oss2.
+    return isinstance(
+        exc,
+        ConnectionError
+        | TimeoutError
+        | requests.RequestException
+        | urllib3.exceptions.HTTPError
+        | http.client.HTTPException,
+    )
+
+
+def _check_crc(result: Any) -> None:
+    client, server = getattr(result, "client_crc", None), getattr(result, "server_crc", None)
+    if client is not None and server is not None and client != server:
+        raise oss2.exceptions.InconsistentError(f"CRC64 mismatch: {client} != {server}", result.request_id)
+
+
+def _b64md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()

@@ -1,0 +1,220 @@
+"""fcbuild's OSS client over real HTTP against the local server (which verifies signatures, CRC64, MD5)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+
+import oss2
+import pytest
+
+import oss_io
+from context import Credentials, FcContext
+from errors import AccessDenied, SourceNotFound, UploadFailed
+from oss_server import Faults
+from settings import PipelineSettings
+from tests.conftest import AK, REGION, STS
+
+log = logging.getLogger("test")
+
+
+def client(oss, account=STS, **kw):
+    creds = Credentials(account.access_key_id, account.access_key_secret, account.security_token)
+    kw.setdefault("retries", 6)
+    return oss_io.OssClient(creds, REGION, oss.endpoint, **kw)
+
+
+def raw(oss, name="site"):
+    return oss2.Bucket(oss2.AuthV4(AK.access_key_id, AK.access_key_secret), oss.endpoint, name, region=REGION)
+
+
+def make_tree(root, files):
+    for rel, data in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+
+
+SITE = {
+    "index.html": b"<!doctype html><script src=/assets/index-BPvgi06w.js></script>",
+    "about/index.html": b"<p>about</p>",
+    "assets/index-BPvgi06w.js": b"console.log(1)" * 100,
+    "assets/index-DiwrgTda.css": b"body{}",
+    "assets/logo.svg": b"<svg/>",
+    "fonts/inter.woff2": os.urandom(3000),
+    "manifest.webmanifest": b"{}",
+    "app.wasm": os.urandom(2000),
+    "favicon.ico": os.urandom(100),
+}
+
+
+def test_crcmod_c_extension_is_used():
+    assert oss_io.CRC_EXTENSION, "crcmod was built without its C extension: CRC64 would be ~35x slower"
+
+
+def test_client_for_request_needs_credentials_and_region():
+    settings = PipelineSettings(oss_endpoint="http://127.0.0.1:1")
+    with pytest.raises(AccessDenied, match="no credentials"):
+        oss_io.OssClient.for_request(FcContext.from_headers({"x-fc-region": REGION}, {}), settings)
+    ctx = FcContext.from_headers({"x-fc-access-key-id": "a", "x-fc-access-key-secret": "b"}, {})
+    with pytest.raises(Exception, match="region"):
+        oss_io.OssClient.for_request(ctx, settings)
+
+
+def test_default_endpoint_is_internal():
+    ctx = FcContext.from_headers({"x-fc-region": "cn-shanghai", "x-fc-access-key-id": "a"}, {})
+    c = oss_io.OssClient.for_request(ctx, PipelineSettings())
+    assert c.endpoint == "https://oss-cn-shanghai-internal.aliyuncs.com"
+
+
+def test_upload_tree_content_types_cache_control_and_incremental(local_oss, tmp_path):
+    root = str(tmp_path / "out")
+    make_tree(root, SITE)
+    c = client(local_oss)
+    plan, report = c.upload_tree("site", "app/", root)
+    assert (report.uploaded, report.skipped, report.bytes) == (len(SITE), 0, sum(map(len, SITE.values())))
+    b = raw(local_oss)
+    expected = {
+        "index.html": ("text/html; charset=utf-8", "no-cache"),
+        "assets/index-BPvgi06w.js": ("text/javascript; charset=utf-8", "public, max-age=31536000, immutable"),
+        "assets/index-DiwrgTda.css": ("text/css; charset=utf-8", "public, max-age=31536000, immutable"),
+        "assets/logo.svg": ("image/svg+xml", "no-cache"),
+        "fonts/inter.woff2": ("font/woff2", "no-cache"),
+        "manifest.webmanifest": ("application/manifest+json", "no-cache"),
+        "app.wasm": ("application/wasm", "no-cache"),
+        "favicon.ico": ("image/x-icon", "no-cache"),
+    }
+    for rel, data in SITE.items():
+        got = b.get_object("app/" + rel)
+        assert got.read() == data, rel
+        if rel in expected:
+            assert (got.headers["Content-Type"], got.headers["Cache-Control"]) == expected[rel], rel
+    puts = local_oss.server.counts["put_object"]
+    plan2, report2 = c.upload_tree("site", "app/", root, previous_manifest=plan.manifest)
+    assert (report2.uploaded, report2.skipped, report2.bytes) == (0, len(SITE), 0)
+    assert local_oss.server.counts["put_object"] == puts  # no PUT
+    assert "head_object" not in local_oss.server.counts and "get_object_meta" not in local_oss.server.counts
+    # one changed file: only it goes up
+    with open(os.path.join(root, "about/index.html"), "wb") as f:
+        f.write(b"<p>changed</p>")
+    _, report3 = c.upload_tree("site", "app/", root, previous_manifest=plan2.manifest)
+    assert (report3.uploaded, report3.skipped) == (1, len(SITE) - 1)
+    assert b.get_object("app/about/index.html").read() == b"<p>changed</p>"
+
+
+def test_entry_html_is_uploaded_after_assets(local_oss, tmp_path):
+    root = str(tmp_path / "out")
+    make_tree(root, SITE)
+    seen_before_entries = {}
+
+    def before_entries():
+        keys = {o.key for o in oss2.ObjectIteratorV2(raw(local_oss), prefix="app/")}
+        seen_before_entries["keys"] = keys
+
+    client(local_oss).upload_tree("site", "app/", root, before_entries=before_entries)
+    keys = seen_before_entries["keys"]
+    assert "app/assets/index-BPvgi06w.js" in keys
+    assert "app/index.html" not in keys and "app/about/index.html" not in keys
+
+
+def test_cache_control_override(local_oss, tmp_path):
+    root = str(tmp_path / "out")
+    make_tree(root, SITE)
+    rules = [("*.svg", "public, max-age=60")]
+    client(local_oss).upload_tree("site", "", root, cache_rules=rules)
+    assert raw(local_oss).head_object("assets/logo.svg").headers["Cache-Control"] == "public, max-age=60"
+
+
+def test_large_file_multipart_is_byte_exact(local_oss, tmp_path):
+    root = str(tmp_path / "out")
+    data = os.urandom(50 * 1024 * 1024 + 123)
+    make_tree(root, {"big.bin": data, "small.txt": b"x"})
+    c = client(local_oss, part_size=8 * 2**20, multipart_threshold=16 * 2**20)
+    c.upload_tree("site", "", root)
+    assert local_oss.server.counts["upload_part"] == 7
+    got = raw(local_oss).get_object("big.bin")
+    assert hashlib.sha256(got.read()).digest() == hashlib.sha256(data).digest()
+    assert got.headers["x-oss-object-type"] == "Multipart"
+    dest = str(tmp_path / "back.bin")
+    assert c.download_file("site", "big.bin", dest) == len(data)
+    with open(dest, "rb") as f:
+        assert hashlib.sha256(f.read()).digest() == hashlib.sha256(data).digest()
+
+
+def test_upload_survives_injected_errors_and_resets(local_oss, tmp_path):
+    root = str(tmp_path / "out")
+    files = {f"assets/chunk-{i:03d}.js": os.urandom(20_000) for i in range(120)}
+    files["big.bin"] = os.urandom(3 * 1024 * 1024)
+    make_tree(root, files)
+    local_oss.server.faults = Faults(error_rate=0.15, reset_rate=0.15, seed=7)
+    c = client(local_oss, multipart_threshold=1024 * 1024, part_size=512 * 1024, retries=10)
+    _, report = c.upload_tree("site", "", root)
+    local_oss.server.faults = Faults()
+    assert report.retries > 10
+    b = raw(local_oss)
+    for rel, data in files.items():
+        assert b.get_object(rel).read() == data, rel
+
+
+def test_download_resumes_after_resets_and_detects_corruption(local_oss, tmp_path):
+    data = os.urandom(4 * 1024 * 1024)
+    raw(local_oss, "src").put_object("archive.tgz", data)
+    local_oss.server.faults = Faults(reset_rate=0.3, corrupt_rate=0.2, only=frozenset({"get_object"}), seed=3)
+    dest = str(tmp_path / "a.tgz")
+    assert client(local_oss).download_file("src", "archive.tgz", dest) == len(data)
+    with open(dest, "rb") as f:
+        assert f.read() == data
+
+
+def test_missing_object_is_source_not_found(local_oss, tmp_path):
+    with pytest.raises(SourceNotFound) as err:
+        client(local_oss).download_file("src", "nope/app.tar.gz", str(tmp_path / "x"))
+    message = str(err.value)
+    assert message.startswith("oss://src/nope/app.tar.gz (NoSuchKey, request id ")
+
+
+def test_wrong_secret_is_access_denied_without_leaking(local_oss, tmp_path):
+    bad = type(STS)(STS.access_key_id, "not-the-secret-xyz", STS.security_token)
+    with pytest.raises(AccessDenied) as err:
+        client(bad and local_oss, account=bad).download_file("src", "k", str(tmp_path / "x"))
+    assert "SignatureDoesNotMatch" in str(err.value)
+    for secret in ("not-the-secret-xyz", STS.security_token):
+        assert secret not in str(err.value)
+    with pytest.raises(AccessDenied):
+        client(local_oss, account=bad).put_json("site", "k.json", {})
+
+
+def test_upload_to_missing_bucket_is_upload_failed(local_oss, tmp_path):
+    root = str(tmp_path / "out")
+    make_tree(root, {"index.html": b"x"})
+    with pytest.raises(UploadFailed, match="NoSuchBucket"):
+        client(local_oss).upload_tree("no-such-bucket", "", root)
+
+
+def test_json_documents(local_oss):
+    c = client(local_oss)
+    assert c.get_json("site", "meta/manifest.json") is None
+    c.put_json("site", "meta/manifest.json", {"files": {"a": 1}, "name": "é"})
+    assert c.get_json("site", "meta/manifest.json") == {"files": {"a": 1}, "name": "é"}
+
+
+def test_list_and_batch_delete_over_1000(local_oss):
+    c = client(local_oss, retries=2)
+    keys = [f"many/{i:05d}" for i in range(1005)]
+    for k in keys:
+        c.put_bytes("site", k, b"", content_type="text/plain")
+    c.put_bytes("site", "other/keep", b"", content_type="text/plain")
+    assert [o.key for o in c.list_objects("site", "many/")] == keys
+    assert c.delete_objects("site", keys) == 1005
+    assert local_oss.server.counts["delete_multiple"] == 2
+    assert [o.key for o in c.list_objects("site")] == ["other/keep"]
+
+
+def test_symlinks_in_output_are_refused(local_oss, tmp_path):
+    root = tmp_path / "out"
+    make_tree(str(root), {"index.html": b"x"})
+    os.symlink("/etc/passwd", root / "passwd")
+    with pytest.raises(UploadFailed, match="not a regular file"):
+        client(local_oss).upload_tree("site", "", str(root))

@@ -1,0 +1,279 @@
+"""The local OSS-compatible server, driven by the real oss2 client over real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import time
+import urllib.error
+import urllib.request
+
+import oss2
+import pytest
+from oss2.credentials import StaticCredentialsProvider
+from oss2.models import PartInfo
+
+from oss_server import Faults, crc64, crc64_combine
+from tests.conftest import AK, REGION, STS
+
+AUTHS = {
+    "v1": lambda: oss2.Auth(AK.access_key_id, AK.access_key_secret),
+    "v4": lambda: oss2.AuthV4(AK.access_key_id, AK.access_key_secret),
+    "provider-v4": lambda: oss2.ProviderAuthV4(StaticCredentialsProvider(AK.access_key_id, AK.access_key_secret)),
+    "sts-v1": lambda: oss2.StsAuth(STS.access_key_id, STS.access_key_secret, STS.security_token),
+    "sts-v4": lambda: oss2.StsAuth(STS.access_key_id, STS.access_key_secret, STS.security_token, auth_version="v4"),
+}
+AWKWARD_KEYS = ["dir/a b+c%~é.txt", "deep/" * 20 + "leaf", "plus+plus", "百度/文件.js", "q?x=1&y#frag", "sp ace/"[:-1]]
+
+
+def bucket(oss, auth="v4", name="src"):
+    return oss2.Bucket(AUTHS[auth](), oss.endpoint, name, region=REGION)
+
+
+class TestCrc64:
+    def test_check_value(self):
+        assert crc64(b"123456789") == 0x995DC9BBDF1939FA
+
+    @pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 63, 64, 65, 1000, 65537])
+    def test_continuation_and_combine(self, n):
+        data = os.urandom(n)
+        cut = n // 3
+        whole = crc64(data)
+        assert crc64(data[cut:], crc64(data[:cut])) == whole
+        assert crc64_combine(crc64(data[:cut]), crc64(data[cut:]), n - cut) == whole
+
+    def test_agrees_with_an_independent_implementation(self):
+        data = os.urandom(100_000)
+        reference = oss2.utils.Crc64()
+        reference.update(data)
+        assert crc64(data) == reference.crc
+
+
+@pytest.mark.parametrize("auth", list(AUTHS))
+def test_every_operation(local_oss, auth):
+    b = bucket(local_oss, auth)
+    body = os.urandom(300_000)
+    headers = {"Content-Type": "text/plain", "Cache-Control": "no-cache", "x-oss-meta-team": "web"}
+    put = b.put_object("obj/one", body, headers=headers)
+    assert put.etag == hashlib.md5(body).hexdigest().upper()
+    assert put.crc == crc64(body)
+    assert b.get_object("obj/one").read() == body
+    head = b.head_object("obj/one")
+    assert head.headers["Content-Type"] == "text/plain"
+    assert head.headers["Cache-Control"] == "no-cache"
+    assert head.headers["x-oss-meta-team"] == "web"
+    assert head.content_length == len(body)
+    assert b.get_object_meta("obj/one").content_length == len(body)
+    assert b.get_object("obj/one", byte_range=(10, 19)).read() == body[10:20]
+    b.copy_object("src", "obj/one", "obj/two")
+    assert b.head_object("obj/two").headers["Cache-Control"] == "no-cache"
+    assert [o.key for o in oss2.ObjectIterator(b, prefix="obj/", max_keys=1)] == ["obj/one", "obj/two"]
+    assert [o.key for o in oss2.ObjectIteratorV2(b, prefix="obj/", max_keys=1)] == ["obj/one", "obj/two"]
+    # multipart, with oss2 checking the combined CRC against the Complete answer
+    upload_id = b.init_multipart_upload("obj/big", headers={"Content-Type": "application/wasm"}).upload_id
+    parts_data = [os.urandom(100 * 1024), os.urandom(100 * 1024), b"tail"]
+    infos = []
+    for n, data in enumerate(parts_data, 1):
+        r = b.upload_part("obj/big", upload_id, n, data)
+        assert r.crc == crc64(data)
+        infos.append(PartInfo(n, r.etag, size=len(data), part_crc=r.crc))
+    assert [p.part_number for p in b.list_parts("obj/big", upload_id).parts] == [1, 2, 3]
+    b.complete_multipart_upload("obj/big", upload_id, infos)
+    got = b.get_object("obj/big")
+    assert got.read() == b"".join(parts_data)
+    assert got.headers["Content-Type"] == "application/wasm"
+    assert got.headers["x-oss-object-type"] == "Multipart"
+    b.delete_object("obj/two")
+    assert not b.object_exists("obj/two")
+    result = b.batch_delete_objects(["obj/one", "obj/big"])
+    assert sorted(result.deleted_keys) == ["obj/big", "obj/one"]
+    assert list(oss2.ObjectIteratorV2(b, prefix="obj/")) == []
+
+
+class TestAuthentication:
+    def test_wrong_secret(self, local_oss):
+        for auth in (oss2.Auth(AK.access_key_id, "nope"), oss2.AuthV4(AK.access_key_id, "nope")):
+            with pytest.raises(oss2.exceptions.SignatureDoesNotMatch):
+                oss2.Bucket(auth, local_oss.endpoint, "src", region=REGION).put_object("k", b"x")
+
+    def test_unknown_key(self, local_oss):
+        with pytest.raises(oss2.exceptions.ServerError) as err:
+            oss2.Bucket(oss2.AuthV4("nobody", "x"), local_oss.endpoint, "src", region=REGION).get_object("k")
+        assert (err.value.status, err.value.code) == (403, "InvalidAccessKeyId")
+
+    def test_sts_token_must_match(self, local_oss):
+        for token in ("wrong-token", ""):
+            auth = oss2.StsAuth(STS.access_key_id, STS.access_key_secret, token, auth_version="v4")
+            with pytest.raises(oss2.exceptions.ServerError) as err:
+                oss2.Bucket(auth, local_oss.endpoint, "src", region=REGION).get_object("k")
+            assert err.value.code == "InvalidSecurityToken"
+
+    def test_clock_skew(self, local_oss):
+        local_oss.server.verifier.now = lambda: time.time() + 3600
+        for auth in ("v1", "v4"):
+            with pytest.raises(oss2.exceptions.ServerError) as err:
+                bucket(local_oss, auth).get_object("k")
+            assert (err.value.status, err.value.code) == (403, "RequestTimeTooSkewed")
+
+    def test_wrong_region_for_v4(self, local_oss):
+        b = oss2.Bucket(AUTHS["v4"](), local_oss.endpoint, "src", region="cn-beijing")
+        with pytest.raises(oss2.exceptions.ServerError) as err:
+            b.get_object("k")
+        assert err.value.code == "InvalidArgument"
+
+    def test_anonymous_access_denied(self, local_oss):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{local_oss.endpoint}/src/k")
+        assert err.value.code == 403 and b"<Code>AccessDenied</Code>" in err.value.read()
+
+    def test_head_error_carries_code_in_x_oss_err(self, local_oss):
+        with pytest.raises(oss2.exceptions.NoSuchKey):
+            bucket(local_oss).head_object("missing")
+        with pytest.raises(oss2.exceptions.NoSuchBucket):
+            bucket(local_oss, name="no-such-bucket").head_object("missing")
+
+
+class TestIntegrity:
+    def test_wrong_content_md5(self, local_oss):
+        wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+        with pytest.raises(oss2.exceptions.InvalidDigest):
+            bucket(local_oss).put_object("k", b"data", headers={"Content-MD5": wrong})
+        assert not bucket(local_oss).object_exists("k")
+
+    def test_corrupted_upload_fails_oss2_crc_check(self, local_oss):
+        local_oss.server.faults = Faults(corrupt_rate=1.0, only=frozenset({"put_object"}))
+        with pytest.raises(oss2.exceptions.InconsistentError):
+            bucket(local_oss).put_object("k", os.urandom(5000))
+
+    def test_corrupted_download_fails_oss2_crc_check(self, local_oss, tmp_path):
+        bucket(local_oss).put_object("k", os.urandom(5000))
+        local_oss.server.faults = Faults(corrupt_rate=1.0, only=frozenset({"get_object"}))
+        with pytest.raises(oss2.exceptions.InconsistentError):
+            bucket(local_oss).get_object_to_file("k", str(tmp_path / "out"))
+
+    def test_etag_rules(self, local_oss):
+        b = bucket(local_oss)
+        b.put_object("k", b"abc")
+        listed = next(iter(oss2.ObjectIteratorV2(b)))
+        assert listed.etag == hashlib.md5(b"abc").hexdigest().upper()
+
+
+@pytest.mark.parametrize("key", AWKWARD_KEYS)
+@pytest.mark.parametrize("auth", ["v1", "v4"])
+def test_awkward_keys_round_trip(local_oss, key, auth):
+    b = bucket(local_oss, auth)
+    b.put_object(key, key.encode())
+    assert b.get_object(key).read() == key.encode()
+    assert [o.key for o in oss2.ObjectIteratorV2(b)] == [key]
+    assert [o.key for o in oss2.ObjectIterator(b)] == [key]
+    b.batch_delete_objects([key])
+    assert not b.object_exists(key)
+
+
+def test_listing_with_delimiter_and_paging(local_oss):
+    b = bucket(local_oss)
+    keys = ["a/1", "a/2", "b/x/1", "b/y", "c", "d/1"]
+    for k in keys:
+        b.put_object(k, b"")
+    for iterator in (oss2.ObjectIterator, oss2.ObjectIteratorV2):
+        found = [(o.key, o.is_prefix()) for o in iterator(b, delimiter="/", max_keys=1)]
+        assert found == [("a/", True), ("b/", True), ("c", False), ("d/", True)]
+        found = [o.key for o in iterator(b, prefix="b/", delimiter="/", max_keys=1)]
+        assert found == ["b/x/", "b/y"]
+        assert [o.key for o in iterator(b, max_keys=2)] == keys
+
+
+class TestRanges:
+    def test_suffix_and_open_ranges(self, local_oss):
+        b = bucket(local_oss)
+        b.put_object("k", bytes(range(100)))
+        assert b.get_object("k", byte_range=(90, None)).read() == bytes(range(90, 100))
+        assert b.get_object("k", byte_range=(None, 5)).read() == bytes(range(95, 100))
+
+    def test_out_of_range_is_ignored_unless_standard(self, local_oss):
+        b = bucket(local_oss)
+        b.put_object("k", b"0123456789")
+        assert b.get_object("k", byte_range=(50, 60)).read() == b"0123456789"
+        with pytest.raises(oss2.exceptions.ServerError) as err:
+            b.get_object("k", byte_range=(50, 60), headers={"x-oss-range-behavior": "standard"})
+        assert (err.value.status, err.value.code) == (416, "InvalidRange")
+
+    def test_if_match(self, local_oss):
+        b = bucket(local_oss)
+        etag = b.put_object("k", b"v1").etag
+        assert b.get_object("k", headers={"If-Match": f'"{etag}"'}).read() == b"v1"
+        with pytest.raises(oss2.exceptions.PreconditionFailed):
+            b.get_object("k", headers={"If-Match": '"00000000000000000000000000000000"'})
+
+
+class TestMultipartRules:
+    def _parts(self, b, key, sizes):
+        upload_id = b.init_multipart_upload(key).upload_id
+        infos = []
+        for n, size in enumerate(sizes, 1):
+            r = b.upload_part(key, upload_id, n, os.urandom(size))
+            infos.append(PartInfo(n, r.etag, size=size, part_crc=r.crc))
+        return upload_id, infos
+
+    def test_small_part_is_refused(self, local_oss):
+        b = bucket(local_oss)
+        upload_id, infos = self._parts(b, "k", [1000, 1000])
+        with pytest.raises(oss2.exceptions.ServerError) as err:
+            b.complete_multipart_upload("k", upload_id, infos)
+        assert err.value.code == "EntityTooSmall"
+
+    def test_wrong_etag_is_refused(self, local_oss):
+        b = bucket(local_oss)
+        upload_id, infos = self._parts(b, "k", [1000])
+        infos[0] = PartInfo(1, "0" * 32, size=1000)
+        with pytest.raises(oss2.exceptions.ServerError) as err:
+            b.complete_multipart_upload("k", upload_id, infos)
+        assert err.value.code == "InvalidPart"
+
+    def test_order_is_checked(self, local_oss):
+        b = bucket(local_oss)
+        upload_id, infos = self._parts(b, "k", [200_000, 1000])
+        body = (
+            "<CompleteMultipartUpload>"
+            + "".join(
+                f'<Part><PartNumber>{p.part_number}</PartNumber><ETag>"{p.etag}"</ETag></Part>' for p in infos[::-1]
+            )
+            + "</CompleteMultipartUpload>"
+        )
+        with pytest.raises(oss2.exceptions.ServerError) as err:
+            b._Bucket__do_object(
+                "POST", "k", data=body.encode(), params={"uploadId": upload_id}
+            )  # oss2 sorts parts itself
+        assert err.value.code == "InvalidPartOrder"
+
+    def test_abort(self, local_oss):
+        b = bucket(local_oss)
+        upload_id, infos = self._parts(b, "k", [1000])
+        b.abort_multipart_upload("k", upload_id)
+        with pytest.raises(oss2.exceptions.NoSuchUpload):
+            b.complete_multipart_upload("k", upload_id, infos)
+
+
+def test_website_path_serves_index_documents(local_oss):
+    b = bucket(local_oss, name="site")
+    b.put_object("app/index.html", b"<h1>hi</h1>", headers={"Content-Type": "text/html; charset=utf-8"})
+    b.put_object("app/docs/index.html", b"docs", headers={"Content-Type": "text/html"})
+    with urllib.request.urlopen(local_oss.site_url("site", "app/")) as resp:
+        assert resp.read() == b"<h1>hi</h1>"
+        assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+    with urllib.request.urlopen(local_oss.site_url("site", "app/docs")) as resp:  # redirected to docs/
+        assert resp.read() == b"docs"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(local_oss.site_url("site", "app/missing.js"))
+    assert err.value.code == 404
+
+
+def test_objects_survive_a_restart(tmp_path):
+    from oss_server import LocalOss
+
+    root = str(tmp_path / "oss")
+    with LocalOss(root, buckets=["src"], accounts=[AK]) as oss:
+        bucket(oss).put_object("kept", b"data")
+    with LocalOss(root, accounts=[AK]) as oss:
+        assert bucket(oss).get_object("kept").read() == b"data"
