@@ -1,28 +1,403 @@
-"""The job behind /invoke: source from OSS, install and build with Node.js, deploy to OSS."""
+"""The job behind /invoke: source from OSS, install and build with Node.js, deploy the output to OSS.
+
+    workspace -> source (download, safe extract) -> toolchain (Node, package manager)
+    -> install -> build -> deploy (assets, then entry HTML, then the manifest)
+
+Each step is timed and logged with the request id. Knows nothing of HTTP; all OSS I/O goes
+through the `storage` client it is given (an `oss_io.OssClient`).
+"""
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import glob
 import logging
 import os
-from collections.abc import Mapping
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from build_request import parse_job
-from context import FcContext
-from errors import NotAvailable
+import oss_io
+from archive import Limits, extract_archive, safe_member_path
+from build_request import BuildJob, parse_job
+from context import FcContext, redact
+from errors import BuildFailed, BuildTimeout, FcBuildError, InvalidSource, NoSpace, NotAvailable, SourceNotFound
 from settings import PipelineSettings
+from toolchain import (
+    NodeInstall,
+    PackageManager,
+    build_argv,
+    child_env,
+    choose_node,
+    detect_package_manager,
+    find_output_dir,
+    node_requirement,
+    parse_version,
+    read_package_json,
+)
 
 logger = logging.getLogger(__name__)
+META_DIR = ".fcbuild/"  # under the target prefix: the manifest and build logs of this site
+TAIL_LINES = 30
+KILL_GRACE_S = 3.0
 
 
-def prepare_instance(settings: PipelineSettings, *, log: logging.LoggerAdapter | logging.Logger = logger) -> None:
-    """Once per instance: the workspace root exists and is writable."""
-    os.makedirs(settings.workspace_root, exist_ok=True)
+def prepare_instance(settings: PipelineSettings, *, log: Any = logger) -> None:
+    """Once per instance: the workspace root and the shared caches exist."""
+    for sub in ("", "cache", "home"):
+        os.makedirs(os.path.join(settings.workspace_root, sub), exist_ok=True)
     log.info("workspace root %s ready", settings.workspace_root)
 
 
 def handle_invoke(
     ctx: FcContext, event: Mapping[str, Any], *, settings: PipelineSettings, children: Any, log: Any
 ) -> dict[str, Any]:
+    """The one entry point the runtime calls: validate, then build and deploy."""
     job = parse_job(event)
-    raise NotAvailable(f"the build step is not available in this version (request for {job.source.url()} is valid)")
+    storage = oss_io.OssClient.for_request(ctx, settings, log)
+    return run_build(ctx, job, settings=settings, storage=storage, children=children, log=log)
+
+
+def meta_keys(job: BuildJob, request_id: str) -> tuple[str, str]:
+    base = job.target.prefix + META_DIR
+    return base + "manifest.json", f"{base}logs/{_safe_name(request_id)}.log"
+
+
+def run_build(
+    ctx: FcContext,
+    job: BuildJob,
+    *,
+    settings: PipelineSettings,
+    storage: oss_io.OssClient,
+    children: Any,
+    log: Any,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    steps = _Steps(log)
+    manifest_key, log_key = meta_keys(job, ctx.request_id)
+    target = job.target
+    secrets = (*ctx.secrets(), *job.secret_values())
+    deadline = ctx.deadline - settings.upload_margin_s
+    if job.timeout_s:
+        deadline = min(deadline, started + job.timeout_s)
+    with steps.step("workspace"):
+        workspace = _make_workspace(settings, ctx.request_id)
+    build_log = _BuildLog(os.path.join(workspace, "build.log"), secrets, log)
+    try:
+        with steps.step("source"):
+            project = _fetch_source(job, workspace, settings, storage, log)
+        with steps.step("toolchain"):
+            package = read_package_json(project)
+            pm, node = _choose_toolchain(project, package, job, settings, log)
+            env = child_env(
+                settings.launch_env,
+                node.bin_dir,
+                home=os.path.join(settings.workspace_root, "home"),
+                cache_root=os.path.join(settings.workspace_root, "cache"),
+                registry=job.registry or settings.npm_registry,
+                extra=job.env,
+            )
+            install = job.install or pm.install_argv()
+            command = job.command or build_argv(pm, package)
+        run = _Runner(project, env, deadline, children, build_log, log)
+        with steps.step("install"):
+            run("install", install)
+        with steps.step("build"):
+            run("build", command)
+        with steps.step("deploy"):
+            output = find_output_dir(project, job.output_dir)
+            if os.path.exists(os.path.join(output, META_DIR.rstrip("/"))):
+                raise InvalidSource(f"the build output has a {META_DIR} folder, which fcbuild keeps for itself")
+            previous = storage.get_json(target.bucket, manifest_key) or {}
+            previous_files = previous.get("files") if previous.get("version") == 1 else None
+
+            def last_check() -> None:
+                if time.monotonic() > ctx.deadline:
+                    raise BuildTimeout("the function timeout passed during the upload; the site was not switched")
+
+            plan, report = storage.upload_tree(
+                target.bucket,
+                target.prefix,
+                output,
+                previous_manifest=previous_files,
+                cache_rules=job.cache_control,
+                before_entries=last_check,
+            )
+            storage.put_json(
+                target.bucket,
+                manifest_key,
+                {
+                    "version": 1,
+                    "requestId": ctx.request_id,
+                    "deployedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "source": job.source.url(),
+                    "files": plan.manifest,
+                },
+            )
+        saved = _save_log(storage, target.bucket, log_key, build_log, log)
+    except FcBuildError as exc:
+        saved = _save_log(storage, target.bucket, log_key, build_log, log)
+        raise type(exc)(f"{exc}\n(build log: {saved})" if saved else str(exc)) from exc
+    finally:
+        build_log.close()
+        if not settings.keep_workspace:
+            shutil.rmtree(workspace, ignore_errors=True)
+    return {
+        "requestId": ctx.request_id,
+        "status": "succeeded",
+        "source": job.source.url(),
+        "target": f"oss://{target.bucket}/{target.prefix}",
+        "packageManager": pm.describe(),
+        "node": {"version": node.version_text, "path": node.bin_dir},
+        "outputDir": os.path.relpath(output, project),
+        "steps": steps.times,
+        "durationSeconds": round(time.monotonic() - started, 3),
+        "files": report.as_dict(),
+        "manifest": f"oss://{target.bucket}/{manifest_key}",
+        "log": saved,
+    }
+
+
+# --- steps ------------------------------------------------------------------------------------
+
+
+class _Steps:
+    def __init__(self, log: Any) -> None:
+        self.log = log
+        self.times: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        self.log.info("step %s: started", name)
+        try:
+            yield
+        finally:
+            self.times[name] = round(time.monotonic() - started, 3)
+            self.log.info("step %s: %.2fs", name, self.times[name])
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:80] or "request"
+
+
+def _make_workspace(settings: PipelineSettings, request_id: str) -> str:
+    root = settings.workspace_root
+    prepare_instance(settings, log=logging.getLogger("null"))
+    free_mb = shutil.disk_usage(root).free // 2**20
+    if free_mb < settings.min_free_mb:
+        raise NoSpace(f"{root}: {free_mb} MB free, {settings.min_free_mb} MB needed (raise the function's disk size)")
+    return tempfile.mkdtemp(prefix=f"{_safe_name(request_id)}-", dir=root)
+
+
+def _fetch_source(
+    job: BuildJob, workspace: str, settings: PipelineSettings, storage: oss_io.OssClient, log: Any
+) -> str:
+    source = job.source
+    dest = os.path.join(workspace, "src")
+    limits = Limits(settings.max_archive_bytes, settings.max_archive_files)
+    if source.is_archive:
+        archive = os.path.join(workspace, "source" + ("".join(os.path.splitext(source.key)[1:]) or ".archive"))
+        size = storage.download_file(source.bucket, source.key, archive, max_bytes=settings.max_archive_bytes)
+        log.info("downloaded %s (%d bytes)", source.url(), size)
+        project = extract_archive(archive, dest, limits)
+        os.unlink(archive)
+        return project
+    objects = [o for o in storage.list_objects(source.bucket, source.prefix) if not o.key.endswith("/")]
+    if not objects:
+        raise SourceNotFound(f"{source.url()}: no objects under this prefix")
+    if len(objects) > limits.max_files or sum(o.size for o in objects) > limits.max_bytes:
+        raise InvalidSource(f"{source.url()}: over {limits.max_files} files or {limits.max_bytes} bytes")
+    os.makedirs(dest)
+    pairs = []
+    for obj in objects:
+        path = safe_member_path(dest, obj.key[len(source.prefix) :])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        pairs.append((obj.key, path))
+    total = storage.download_files(source.bucket, pairs)
+    log.info("downloaded %d files (%d bytes) from %s", len(pairs), total, source.url())
+    return dest
+
+
+def _choose_toolchain(
+    project: str, package: Mapping[str, Any], job: BuildJob, settings: PipelineSettings, log: Any
+) -> tuple[PackageManager, NodeInstall]:
+    names = os.listdir(project)
+    yarn_head = ""
+    if "yarn.lock" in names:
+        with open(os.path.join(project, "yarn.lock"), encoding="utf-8", errors="replace") as f:
+            yarn_head = f.read(4096)
+    pm = detect_package_manager(names, package, yarn_head)
+    version_files = {}
+    for name in (".nvmrc", ".node-version"):
+        if name in names:
+            with open(os.path.join(project, name), encoding="utf-8", errors="replace") as f:
+                version_files[name] = f.read(200)
+    spec, spec_from = node_requirement(version_files, package, job.node_version)
+    node = choose_node(find_node_installs(settings), spec, spec_from)
+    log.info(
+        "package manager %s %s (lockfile %s); Node.js %s at %s%s",
+        pm.name,
+        pm.version or "(default)",
+        pm.lockfile or "none",
+        node.version_text,
+        node.bin_dir,
+        f" for {spec!r} from {spec_from}" if spec else "",
+    )
+    return pm, node
+
+
+def find_node_installs(settings: PipelineSettings) -> list[NodeInstall]:
+    """Node installs in the configured places (FC keeps several under /var/fc/lang), then the PATH's."""
+    bins: list[tuple[str, bool]] = []
+    for pattern in settings.node_paths:
+        for folder in sorted(glob.glob(pattern)):
+            for candidate in (os.path.join(folder, "bin"), folder):
+                if os.access(os.path.join(candidate, "node"), os.X_OK):
+                    bins.append((candidate, False))
+                    break
+    on_path = shutil.which("node", path=settings.launch_env.get("PATH", os.defpath))
+    if on_path:
+        bins.append((os.path.dirname(on_path), True))
+    installs, seen = [], set()
+    env = {"PATH": "/usr/bin:/bin"}
+    if settings.launch_env.get("LD_LIBRARY_PATH"):
+        env["LD_LIBRARY_PATH"] = settings.launch_env["LD_LIBRARY_PATH"]
+    for bin_dir, path_node in bins:
+        real = os.path.realpath(os.path.join(bin_dir, "node"))
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            out = subprocess.run(
+                [os.path.join(bin_dir, "node"), "--version"], capture_output=True, text=True, timeout=20, env=env
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        version = parse_version(out)
+        if version:
+            installs.append(NodeInstall(version, bin_dir, on_path=path_node))
+    return installs
+
+
+# --- child processes --------------------------------------------------------------------------
+
+
+class _BuildLog:
+    """The build's output: streamed to the log with the request id, written (redacted) to a file
+    that is saved next to the deploy, and its tail kept for the error message."""
+
+    def __init__(self, path: str, secrets: tuple[str, ...], log: Any) -> None:
+        self.path = path
+        self.secrets = secrets
+        self.log = log
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (lives as long as the build)
+        self._lock = threading.Lock()
+
+    def line(self, step: str, text: str) -> None:
+        text = redact(text.rstrip("\r\n"), self.secrets)[:2000]
+        with self._lock:
+            self.tail.append(text)
+            if not self._file.closed:
+                self._file.write(f"[{step}] {text}\n")
+        self.log.info("[%s] %s", step, text)
+
+    def tail_text(self) -> str:
+        with self._lock:
+            return "\n".join(self.tail)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.close()
+
+
+class _Runner:
+    """Runs one command at a time in its own process group, with the build's deadline."""
+
+    def __init__(self, cwd: str, env: dict[str, str], deadline: float, children: Any, out: _BuildLog, log: Any):
+        self.cwd, self.env, self.deadline, self.children, self.out, self.log = cwd, env, deadline, children, out, log
+
+    def __call__(self, step: str, argv: tuple[str, ...]) -> None:
+        self.out.line(step, f"$ {shlex.join(argv)}")
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise BuildTimeout(f"no time left for {step} before the function's deadline")
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: npm spawns node, node spawns more
+            )
+        except FileNotFoundError:
+            raise NotAvailable(f"{step}: {argv[0]!r} not found (PATH={self.env.get('PATH')})") from None
+        self.children.add(proc.pid)
+        reader = threading.Thread(target=self._pump, args=(proc, step), daemon=True)
+        reader.start()
+        try:
+            try:
+                code = proc.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                self.log.warning("%s: deadline reached; terminating process group %d", step, proc.pid)
+                _terminate_group(proc)
+                reader.join(5)
+                raise BuildTimeout(
+                    f"{step} `{shlex.join(argv)}` passed its deadline ({remaining:.0f}s left when it started) and "
+                    f"its process group was killed. Last lines:\n{self.out.tail_text()}"
+                ) from None
+        finally:
+            _signal_group(proc.pid, signal.SIGKILL)  # no orphan outlives its step (watchers, daemons)
+            self.children.discard(proc.pid)
+        reader.join(5)
+        if code != 0:
+            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
+            raise BuildFailed(f"{step} `{shlex.join(argv)}` {how}. Last lines:\n{self.out.tail_text()}")
+
+    def _pump(self, proc: subprocess.Popen, step: str) -> None:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            self.out.line(step, raw.decode("utf-8", "replace"))
+        proc.stdout.close()
+
+
+def _terminate_group(proc: subprocess.Popen) -> None:
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _save_log(storage: oss_io.OssClient, bucket: str, key: str, build_log: _BuildLog, log: Any) -> str:
+    """Best effort: a log that cannot be saved must not turn a result into a failure."""
+    build_log.close()
+    try:
+        with open(build_log.path, "rb") as f:
+            data = f.read()
+        storage.put_bytes(bucket, key, data, content_type="text/plain; charset=utf-8", cache_control="no-cache")
+        return f"oss://{bucket}/{key}"
+    except (OSError, FcBuildError) as exc:
+        log.warning("could not save the build log to oss://%s/%s: %s", bucket, key, exc)
+        return ""

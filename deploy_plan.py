@@ -111,25 +111,35 @@ def content_type_for(path: str) -> str:
 
 
 def is_content_hashed(path: str) -> bool:
-    """True for names a bundler made unique by content: `index-BPvgi06w.js`, `main.3f2a9c1b.css`.
+    """True for names a bundler made unique by content: `index-BPvgi06w.js`, `main.3f2a9c1b.css`,
+    `index-Ab-1x_Yz.js` (Rollup's 8-character hash may hold `-` and `_`).
 
-    A token of 8+ letters and digits counts as a hash when it changes between letters and
-    digits at least twice, or has a capital after a small letter: `screenshot2024`,
-    `datepicker` and `Banner2024` stay mutable names.
+    Wrong answers differ in cost: a hashed name taken for a plain one is only revalidated,
+    a plain name taken for a hashed one is cached for a year. So a token must look random:
+    it switches between letters and digits at least twice, or has a capital after a small
+    letter. `screenshot2024`, `datepicker`, `Banner2024`, `logo-v2-final` stay plain names.
     """
     if any(path.startswith(d) or f"/{d}" in path for d in IMMUTABLE_DIRS):
         return True
     name = path.rsplit("/", 1)[-1]
     stem = name.rsplit(".", 1)[0] if "." in name else name
-    for token in re.split(r"[.\-_~]", stem):
-        if not 8 <= len(token) <= 64 or not token.isalnum() or not token.isascii():
-            continue
-        classes = ["d" if c.isdigit() else "a" for c in token]
-        transitions = sum(1 for a, b in zip(classes, classes[1:], strict=False) if a != b)
-        mixed_case = re.search(r"[a-z][A-Z]", token) is not None
-        if transitions >= 2 or mixed_case:
-            return True
-    return False
+    tokens = [t for t in re.split(r"[.\-_~]", stem) if 8 <= len(t) <= 64]
+    tail = stem[-8:]
+    if len(stem) > 8 and stem[-9] in "-." and re.fullmatch(r"[A-Za-z0-9_-]{8}", tail):
+        if re.search(r"[-_]", tail):
+            if re.search(r"[a-z]", tail) and re.search(r"[A-Z]", tail) and re.search(r"[0-9]", tail):
+                return True
+        else:
+            tokens.append(tail)
+    return any(_looks_random(t) for t in tokens)
+
+
+def _looks_random(token: str) -> bool:
+    if not token.isascii() or not token.isalnum():
+        return False
+    classes = ["d" if c.isdigit() else "a" for c in token]
+    transitions = sum(1 for a, b in zip(classes, classes[1:], strict=False) if a != b)
+    return transitions >= 2 or re.search(r"[a-z][A-Z]", token) is not None
 
 
 def cache_control_for(path: str, rules: Iterable[tuple[str, str]] = ()) -> str:

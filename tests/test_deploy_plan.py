@@ -33,14 +33,32 @@ def test_content_types(path, ctype):
 
 
 @pytest.mark.parametrize(
-    "path", ["assets/index-BPvgi06w.js", "static/js/main.3f2a9c1b.js", "index-DiwrgTda.css", "_next/static/abc/page.js"]
+    "path",
+    [
+        "assets/index-BPvgi06w.js",
+        "static/js/main.3f2a9c1b.js",
+        "index-DiwrgTda.css",
+        "_next/static/abc/page.js",
+        "assets/index-Ab-1x_Yz.js",
+        "assets/vendor-react-C_9dkP2q.js",
+    ],
 )
 def test_hashed_names(path):
     assert is_content_hashed(path)
 
 
 @pytest.mark.parametrize(
-    "path", ["index.html", "jquery-ui-datepicker.js", "screenshot2024.png", "Banner2024.jpg", "logo192.png", "sw.js"]
+    "path",
+    [
+        "index.html",
+        "jquery-ui-datepicker.js",
+        "screenshot2024.png",
+        "Banner2024.jpg",
+        "logo192.png",
+        "sw.js",
+        "logo-v2-final.png",
+        "photo-20240101.jpg",
+    ],
 )
 def test_mutable_names(path):
     assert not is_content_hashed(path)

@@ -1,0 +1,290 @@
+"""Which Node.js, which package manager, which commands, which environment: pure decisions.
+
+Nothing here runs a process or touches the network; `build_pipeline` runs what these plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from errors import BuildFailed, InvalidSource, NotAvailable
+from settings import CHILD_ENV_ALLOWLIST, CHILD_ENV_PREFIX_ALLOWLIST
+
+Version = tuple[int, int, int]
+LOCKFILES = (
+    ("pnpm-lock.yaml", "pnpm"),
+    ("yarn.lock", "yarn"),
+    ("package-lock.json", "npm"),
+    ("npm-shrinkwrap.json", "npm"),
+)
+OUTPUT_CANDIDATES = ("dist", "build", "out", ".output/public", "_site")
+
+
+@dataclass(frozen=True)
+class PackageManager:
+    name: str  # npm | pnpm | yarn
+    version: str = ""  # from package.json "packageManager", else the one that comes with Node / corepack's default
+    lockfile: str = ""
+    berry: bool = False  # yarn 2+
+
+    @property
+    def via_corepack(self) -> bool:
+        return self.name in ("pnpm", "yarn")
+
+    def argv(self, *args: str) -> tuple[str, ...]:
+        """A command of this package manager. pnpm and yarn run through corepack, which honours the
+        `packageManager` pin (or picks its default version) without a global install."""
+        if self.via_corepack:
+            tool = f"{self.name}@{self.version}" if self.version else self.name
+            return ("corepack", tool, *args)
+        return ("npm", *args)
+
+    def install_argv(self) -> tuple[str, ...]:
+        if self.name == "npm":
+            return self.argv("ci") if self.lockfile else self.argv("install")
+        if self.name == "pnpm":
+            return self.argv("install", "--frozen-lockfile") if self.lockfile else self.argv("install")
+        if self.berry:
+            return self.argv("install", "--immutable") if self.lockfile else self.argv("install")
+        return self.argv("install", "--frozen-lockfile") if self.lockfile else self.argv("install")
+
+    def describe(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version or "default", "lockfile": self.lockfile or "none"}
+
+
+def read_package_json(project: str) -> dict:
+    path = os.path.join(project, "package.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise InvalidSource("source: no package.json at the project root") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidSource(f"source: package.json is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise InvalidSource("source: package.json is not a JSON object")
+    return doc
+
+
+def detect_package_manager(files: Iterable[str], package: Mapping, yarn_lock_head: str = "") -> PackageManager:
+    """From the `packageManager` pin, else the lockfile; no lockfile: npm install."""
+    names = set(files)
+    pinned_name, pinned_version = "", ""
+    pin = package.get("packageManager")
+    if isinstance(pin, str) and "@" in pin:
+        pinned_name, _, pinned_version = pin.partition("@")
+        pinned_version = pinned_version.split("+")[0]  # drop corepack's "+sha512.<hash>"
+        if pinned_name not in ("npm", "pnpm", "yarn") or not re.match(r"^\d+\.\d+\.\d+", pinned_version):
+            raise InvalidSource(f"source: package.json packageManager {pin!r} is not <npm|pnpm|yarn>@<x.y.z>")
+    lock = next(((f, pm) for f, pm in LOCKFILES if f in names), ("", ""))
+    name = pinned_name or lock[1] or "npm"
+    lockfile = lock[0] if lock[1] == name else ""
+    if name == "npm":
+        pinned_version = ""  # npm comes with the chosen Node
+    berry = False
+    if name == "yarn":
+        if pinned_version:
+            berry = not pinned_version.startswith("1.")
+        else:
+            berry = "__metadata:" in yarn_lock_head or ".yarnrc.yml" in names
+    return PackageManager(name, pinned_version, lockfile, berry)
+
+
+def build_argv(pm: PackageManager, package: Mapping) -> tuple[str, ...]:
+    scripts = package.get("scripts")
+    if not isinstance(scripts, dict) or "build" not in scripts:
+        raise InvalidSource('source: package.json has no "build" script; give build.command in the request')
+    return pm.argv("run", "build")
+
+
+# --- Node.js versions -------------------------------------------------------------------------
+
+
+def parse_version(text: str) -> Version | None:
+    m = re.match(r"^\s*v?(\d+)\.(\d+)\.(\d+)", text)
+    return (int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+def node_requirement(project_files: Mapping[str, str], package: Mapping, requested: str | None) -> tuple[str, str]:
+    """(range, where it came from): the request, .nvmrc, .node-version, engines.node, or ("", "")."""
+    if requested:
+        return requested, "request"
+    for name in (".nvmrc", ".node-version"):
+        text = project_files.get(name, "").strip().splitlines()
+        if text and text[0].strip():
+            return text[0].strip(), name
+    engines = package.get("engines")
+    if isinstance(engines, dict) and isinstance(engines.get("node"), str) and engines["node"].strip():
+        return engines["node"].strip(), "package.json engines.node"
+    return "", ""
+
+
+def satisfies(version: Version, spec: str) -> bool:
+    """npm-style ranges: `20`, `20.x`, `^18.17`, `~20.1.0`, `>=18 <21`, `18 || 20`, `16 - 20`, `*`, `lts/*`."""
+    spec = spec.strip().lstrip("v")
+    if spec in ("", "*", "x", "latest", "node", "current", "stable") or spec.startswith("lts"):
+        return True
+    return any(_satisfies_all(version, alt.strip()) for alt in spec.split("||"))
+
+
+def _satisfies_all(version: Version, spec: str) -> bool:
+    hyphen = re.match(r"^(\S+)\s+-\s+(\S+)$", spec)
+    if hyphen:
+        low, high = _partial(hyphen[1]), _partial(hyphen[2])
+        return version >= _floor(low) and _below_upper(version, high)
+    spec = re.sub(r"(>=|<=|>|<|=|\^|~)\s+", r"\1", spec)
+    return all(_satisfies_one(version, part) for part in spec.split())
+
+
+def _partial(text: str) -> list[int | None]:
+    text = text.lstrip("v=")
+    out: list[int | None] = []
+    for piece in (text.split(".") + ["x", "x"])[:3]:
+        piece = re.sub(r"[-+].*$", "", piece)
+        out.append(int(piece) if piece.isdigit() else None)
+    return out
+
+
+def _floor(p: list[int | None]) -> Version:
+    return (p[0] or 0, p[1] or 0, p[2] or 0)
+
+
+def _below_upper(v: Version, p: list[int | None]) -> bool:
+    if p[0] is None:
+        return True
+    if p[1] is None:
+        return v[0] <= p[0]
+    if p[2] is None:
+        return v[:2] <= (p[0], p[1])
+    return v <= (p[0], p[1], p[2])
+
+
+def _satisfies_one(v: Version, part: str) -> bool:
+    m = re.match(r"^(>=|<=|>|<|=|\^|~)?(.+)$", part)
+    if not m:
+        return False
+    op, p = m[1] or "", _partial(m[2])
+    if p[0] is None:
+        return True
+    floor = _floor(p)
+    if op == ">=":
+        return v >= floor
+    if op == ">":
+        return not _below_upper(v, p)
+    if op == "<":
+        return v < floor
+    if op == "<=":
+        return _below_upper(v, p)
+    if op == "^":
+        if p[0] != 0:
+            return floor <= v < (p[0] + 1, 0, 0)
+        if p[1] is None or p[1] != 0:
+            return floor <= v < (0, (p[1] or 0) + 1, 0)
+        return floor <= v < (0, 0, (p[2] or 0) + 1)
+    if op == "~":
+        if p[1] is None:
+            return floor <= v < (p[0] + 1, 0, 0)
+        return floor <= v < (p[0], p[1] + 1, 0)
+    # "", "=": x-ranges match every version the given parts allow
+    return all(want is None or want == have for want, have in zip(p, v, strict=False))
+
+
+@dataclass(frozen=True)
+class NodeInstall:
+    version: Version
+    bin_dir: str
+    on_path: bool = False
+
+    @property
+    def version_text(self) -> str:
+        return "v" + ".".join(map(str, self.version))
+
+
+def choose_node(installs: Iterable[NodeInstall], spec: str, source: str) -> NodeInstall:
+    """The newest install that satisfies `spec`; with no spec, the PATH's node, else the newest."""
+    installs = list(installs)
+    if not installs:
+        raise NotAvailable("no Node.js found: set FCBUILD_NODE_PATHS or put node on PATH")
+    if not spec:
+        return next((i for i in installs if i.on_path), max(installs, key=lambda i: i.version))
+    matching = [i for i in installs if satisfies(i.version, spec)]
+    if not matching:
+        have = ", ".join(i.version_text for i in installs)
+        raise NotAvailable(f"no Node.js satisfies {spec!r} (from {source}); this instance has {have}")
+    return max(matching, key=lambda i: i.version)
+
+
+# --- output and environment -------------------------------------------------------------------
+
+
+def find_output_dir(project: str, requested: str | None) -> str:
+    """The build output folder: the requested one, else the first non-empty usual one."""
+    candidates = [requested] if requested else list(OUTPUT_CANDIDATES)
+    for rel in candidates:
+        path = os.path.join(project, rel)
+        if os.path.isdir(path) and not os.path.islink(path) and any(os.scandir(path)):
+            return _descend_to_site(path)
+    looked = ", ".join(candidates)
+    raise BuildFailed(
+        f"the build left no output: {looked} missing or empty"
+        + ("" if requested else "; set build.output_dir to where your build writes")
+    )
+
+
+def _descend_to_site(path: str) -> str:
+    # Angular writes dist/<project>/browser/index.html: follow a lone folder down to an index.html.
+    for _ in range(2):
+        if os.path.exists(os.path.join(path, "index.html")):
+            return path
+        entries = [e for e in os.scandir(path)]
+        if len(entries) == 1 and entries[0].is_dir(follow_symlinks=False):
+            path = entries[0].path
+        else:
+            break
+    return path
+
+
+def child_env(
+    launch_env: Mapping[str, str],
+    node_bin: str,
+    *,
+    home: str,
+    cache_root: str,
+    registry: str = "",
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of install and build: an allowlist of the runtime's own environment (so
+    no ALIBABA_CLOUD_* credential and nothing FC-internal), the chosen Node first on PATH, CI=true,
+    shared caches, the registry, then the request's own `env`."""
+    env = {k: v for k, v in launch_env.items() if k in CHILD_ENV_ALLOWLIST or k.startswith(CHILD_ENV_PREFIX_ALLOWLIST)}
+    if launch_env.get("LD_LIBRARY_PATH"):
+        env["LD_LIBRARY_PATH"] = launch_env["LD_LIBRARY_PATH"]  # as it was before a frozen bootloader changed it
+    base_path = launch_env.get("PATH") or "/usr/local/bin:/usr/bin:/bin"
+    env["PATH"] = f"{node_bin}:{base_path}"
+    if not env.get("HOME") or not os.access(env["HOME"], os.W_OK):
+        env["HOME"] = home
+    env.update(
+        {
+            "CI": "true",
+            "npm_config_cache": os.path.join(cache_root, "npm"),
+            "npm_config_store_dir": os.path.join(cache_root, "pnpm-store"),
+            "YARN_CACHE_FOLDER": os.path.join(cache_root, "yarn"),
+            "COREPACK_HOME": os.path.join(cache_root, "corepack"),
+            "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0",
+            "COREPACK_ENABLE_STRICT": "0",
+            "npm_config_audit": "false",
+            "npm_config_fund": "false",
+            "npm_config_update_notifier": "false",
+        }
+    )
+    if registry:
+        env["npm_config_registry"] = registry
+        env["YARN_NPM_REGISTRY_SERVER"] = registry
+        env["COREPACK_NPM_REGISTRY"] = registry.rstrip("/")
+        env["COREPACK_INTEGRITY_KEYS"] = "0"  # mirrors do not carry npm's package signatures
+    env.update(extra or {})
+    return env
