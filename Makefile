@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 PORT ?= 9000
 
-.PHONY: run test lint format clean
+.PHONY: run demo serve-demo test lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	rm -rf $(VENV)
@@ -18,6 +18,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 run: $(STAMP)
 	$(BIN)/python fc_runtime.py $(PORT)
+
+demo: $(STAMP)
+	$(BIN)/python demo/run_demo.py
+
+serve-demo: $(STAMP)
+	$(BIN)/python oss_server.py --root demo/.state/oss --port 9100 \
+		--access-key-id STS.demo-key-id --access-key-secret demo-secret --security-token demo-security-token
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
@@ -31,4 +38,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache demo/.state

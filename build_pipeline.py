@@ -102,6 +102,7 @@ def run_build(
                 node.bin_dir,
                 home=os.path.join(settings.workspace_root, "home"),
                 cache_root=os.path.join(settings.workspace_root, "cache"),
+                package_manager=pm.name,
                 registry=job.registry or settings.npm_registry,
                 extra=job.env,
             )
@@ -191,7 +192,8 @@ def _safe_name(text: str) -> str:
 
 def _make_workspace(settings: PipelineSettings, request_id: str) -> str:
     root = settings.workspace_root
-    prepare_instance(settings, log=logging.getLogger("null"))
+    for sub in ("cache", "home"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
     free_mb = shutil.disk_usage(root).free // 2**20
     if free_mb < settings.min_free_mb:
         raise NoSpace(f"{root}: {free_mb} MB free, {settings.min_free_mb} MB needed (raise the function's disk size)")

@@ -20,11 +20,14 @@ import os
 import random
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import crcmod
 import oss2
+import oss2.utils
 import requests
 import urllib3
 from oss2.credentials import StaticCredentialsProvider
@@ -42,6 +45,33 @@ T = TypeVar("T")
 # oss2 computes CRC64 over every byte with crcmod; its pure-Python fallback is ~35x slower.
 CRC_EXTENSION = bool(importlib.import_module("crcmod.crcmod")._usingExtension)
 PROGRESS_EVERY_S = 2.0
+
+
+def _install_cached_crc64() -> None:
+    """Make oss2's per-request `Crc64()` cheap.
+
+    oss2 builds a new `crcmod.Crc` for every request body, and crcmod computes its 256-entry
+    table in pure Python each time (~0.5 ms a request: a quarter of a small PUT's CPU). A copy
+    of a prepared instance (`Crc.new()`) has the same table and state.
+    """
+    original_init = oss2.utils.Crc64.__init__
+    prepared: dict[int, tuple[crcmod.Crc, Callable[..., int]]] = {}
+    lock = threading.Lock()
+
+    def init(self: Any, init_crc: int = 0) -> None:
+        with lock:
+            template = prepared.get(init_crc)
+            if template is None:
+                original_init(self, init_crc)
+                prepared[init_crc] = (self.crc64, self.crc64_combineFun)
+                return
+        self.crc64 = template[0].new()
+        self.crc64_combineFun = template[1]
+
+    oss2.utils.Crc64.__init__ = init
+
+
+_install_cached_crc64()
 CHUNK = 1 << 20
 
 
@@ -131,6 +161,9 @@ class OssClient:
         self.retries = retries
         self.log = log
         self._session = oss2.Session(pool_size=concurrency * 2 + 4)
+        # requests re-reads proxy settings from the environment on every request; read them once.
+        self._session.session.trust_env = False
+        self._session.session.proxies = urllib.request.getproxies()
         self._buckets: dict[str, oss2.Bucket] = {}
         self._lock = threading.Lock()
         self.retry_count = 0

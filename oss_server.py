@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 SITE_PREFIX = "/_site/"
+STATS_PATH = "/_stats"  # unsigned: request counts per operation, for benchmarks
 MAX_SKEW_S = 15 * 60
 MIN_PART_SIZE = 100 * 1024
 MAX_PART_NUMBER = 10_000
@@ -658,6 +659,11 @@ class OssHandler(BaseHTTPRequestHandler):
         self.request_id = uuid.uuid4().hex[:24].upper()
         self.body_read = False
         split = urlsplit(self.path)
+        if split.path == STATS_PATH and method == "GET":
+            with self.server._count_lock:
+                counts = dict(self.server.counts)
+            self._send(200, {"Content-Type": "application/json"}, json.dumps(counts).encode())
+            return
         if split.path.startswith(SITE_PREFIX) and method in ("GET", "HEAD"):
             self._serve_site(method, split.path[len(SITE_PREFIX) :])
             return

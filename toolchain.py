@@ -254,6 +254,7 @@ def child_env(
     *,
     home: str,
     cache_root: str,
+    package_manager: str = "npm",
     registry: str = "",
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
@@ -271,8 +272,6 @@ def child_env(
         {
             "CI": "true",
             "npm_config_cache": os.path.join(cache_root, "npm"),
-            "npm_config_store_dir": os.path.join(cache_root, "pnpm-store"),
-            "YARN_CACHE_FOLDER": os.path.join(cache_root, "yarn"),
             "COREPACK_HOME": os.path.join(cache_root, "corepack"),
             "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0",
             "COREPACK_ENABLE_STRICT": "0",
@@ -281,6 +280,10 @@ def child_env(
             "npm_config_update_notifier": "false",
         }
     )
+    if package_manager == "pnpm":  # npm warns about settings it does not know
+        env["npm_config_store_dir"] = os.path.join(cache_root, "pnpm-store")
+    elif package_manager == "yarn":
+        env["YARN_CACHE_FOLDER"] = os.path.join(cache_root, "yarn")
     if registry:
         env["npm_config_registry"] = registry
         env["YARN_NPM_REGISTRY_SERVER"] = registry

@@ -1,0 +1,189 @@
+"""Pure decisions: package manager, Node version ranges, commands, output folder, child environment."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from errors import BuildFailed, InvalidSource, NotAvailable
+from toolchain import (
+    NodeInstall,
+    build_argv,
+    child_env,
+    choose_node,
+    detect_package_manager,
+    find_output_dir,
+    node_requirement,
+    satisfies,
+)
+
+
+@pytest.mark.parametrize(
+    "files,package,head,expected",
+    [
+        (["package-lock.json"], {}, "", ("npm", "", "package-lock.json", False, ("npm", "ci"))),
+        ([], {}, "", ("npm", "", "", False, ("npm", "install"))),
+        (
+            ["pnpm-lock.yaml"],
+            {},
+            "",
+            ("pnpm", "", "pnpm-lock.yaml", False, ("corepack", "pnpm", "install", "--frozen-lockfile")),
+        ),
+        (
+            ["yarn.lock"],
+            {},
+            "# yarn lockfile v1",
+            ("yarn", "", "yarn.lock", False, ("corepack", "yarn", "install", "--frozen-lockfile")),
+        ),
+        (
+            ["yarn.lock"],
+            {},
+            "__metadata:\n  version: 8",
+            ("yarn", "", "yarn.lock", True, ("corepack", "yarn", "install", "--immutable")),
+        ),
+        (
+            ["pnpm-lock.yaml"],
+            {"packageManager": "pnpm@9.12.1+sha512.abc"},
+            "",
+            ("pnpm", "9.12.1", "pnpm-lock.yaml", False, ("corepack", "pnpm@9.12.1", "install", "--frozen-lockfile")),
+        ),
+        (
+            ["yarn.lock"],
+            {"packageManager": "yarn@4.5.0"},
+            "",
+            ("yarn", "4.5.0", "yarn.lock", True, ("corepack", "yarn@4.5.0", "install", "--immutable")),
+        ),
+        (
+            ["package-lock.json"],
+            {"packageManager": "npm@10.2.0"},
+            "",
+            ("npm", "", "package-lock.json", False, ("npm", "ci")),
+        ),
+    ],
+)
+def test_package_manager(files, package, head, expected):
+    pm = detect_package_manager(files, package, head)
+    assert (pm.name, pm.version, pm.lockfile, pm.berry, pm.install_argv()) == expected
+
+
+def test_bad_pin_is_refused():
+    with pytest.raises(InvalidSource, match="packageManager"):
+        detect_package_manager([], {"packageManager": "bun@1.0.0"})
+
+
+def test_build_script_required():
+    pm = detect_package_manager(["package-lock.json"], {})
+    assert build_argv(pm, {"scripts": {"build": "vite build"}}) == ("npm", "run", "build")
+    with pytest.raises(InvalidSource, match='no "build" script'):
+        build_argv(pm, {"scripts": {}})
+
+
+@pytest.mark.parametrize(
+    "version,spec,ok",
+    [
+        ((20, 10, 0), "20", True),
+        ((18, 19, 0), "20", False),
+        ((20, 10, 0), "^18.17 || ^20.3", True),
+        ((20, 1, 0), "^20.3", False),
+        ((20, 19, 1), ">=18 <21", True),
+        ((22, 1, 0), ">=18 <21", False),
+        ((18, 20, 0), "~18.19", False),
+        ((18, 19, 5), "~18.19", True),
+        ((20, 10, 0), "18.x", False),
+        ((18, 2, 3), "18.x", True),
+        ((16, 0, 0), "16 - 18", True),
+        ((19, 0, 0), "16 - 18", False),
+        ((20, 10, 0), "lts/*", True),
+        ((20, 10, 0), "v20.10.0", True),
+        ((20, 10, 1), "20.10.0", False),
+        ((20, 10, 0), ">= 18.0.0", True),
+        ((0, 3, 5), "^0.3.1", True),
+        ((0, 4, 0), "^0.3.1", False),
+    ],
+)
+def test_satisfies(version, spec, ok):
+    assert satisfies(version, spec) is ok
+
+
+def test_node_requirement_precedence():
+    assert node_requirement({".nvmrc": "18\n"}, {"engines": {"node": ">=20"}}, "20") == ("20", "request")
+    assert node_requirement({".nvmrc": "18\n"}, {"engines": {"node": ">=20"}}, None) == ("18", ".nvmrc")
+    assert node_requirement({".node-version": "v20.1"}, {}, None) == ("v20.1", ".node-version")
+    assert node_requirement({}, {"engines": {"node": ">=20"}}, None) == (">=20", "package.json engines.node")
+    assert node_requirement({}, {}, None) == ("", "")
+
+
+def test_choose_node():
+    installs = [
+        NodeInstall((18, 19, 0), "/var/fc/lang/nodejs18/bin"),
+        NodeInstall((20, 10, 0), "/var/fc/lang/nodejs20/bin"),
+        NodeInstall((20, 20, 2), "/usr/bin", on_path=True),
+    ]
+    assert choose_node(installs, "18", "request").bin_dir == "/var/fc/lang/nodejs18/bin"
+    assert choose_node(installs, "20", "request").version == (20, 20, 2)
+    assert choose_node(installs, "", "").bin_dir == "/usr/bin"
+    with pytest.raises(NotAvailable, match="v18.19.0, v20.10.0, v20.20.2"):
+        choose_node(installs, "22", ".nvmrc")
+
+
+def test_output_dir(tmp_path):
+    (tmp_path / "dist").mkdir()
+    with pytest.raises(BuildFailed, match="no output"):
+        find_output_dir(str(tmp_path), None)
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "index.html").write_text("x")
+    assert find_output_dir(str(tmp_path), None) == str(tmp_path / "build")
+    nested = tmp_path / "dist" / "app" / "browser"
+    nested.mkdir(parents=True)
+    (nested / "index.html").write_text("x")
+    assert find_output_dir(str(tmp_path), None) == str(nested)
+    assert find_output_dir(str(tmp_path), "build") == str(tmp_path / "build")
+
+
+def test_child_env_is_an_allowlist():
+    launch = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HTTPS_PROXY": "http://proxy:3128",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s",
+        "ALIBABA_CLOUD_SECURITY_TOKEN": "t",
+        "FC_FUNCTION_NAME": "f",
+        "FCBUILD_OSS_ENDPOINT": "http://x",
+        "AWS_SECRET_ACCESS_KEY": "a",
+        "LD_LIBRARY_PATH": "/opt/lib",
+    }
+    env = child_env(
+        launch, "/node/bin", home="/ws/home", cache_root="/ws/cache", registry="https://mirror/", extra={"A": "1"}
+    )
+    assert env["PATH"] == "/node/bin:/usr/bin:/bin"
+    assert env["CI"] == "true" and env["A"] == "1"
+    assert env["LD_LIBRARY_PATH"] == "/opt/lib"
+    assert env["npm_config_registry"] == "https://mirror/"
+    assert env["COREPACK_NPM_REGISTRY"] == "https://mirror"
+    assert env["COREPACK_INTEGRITY_KEYS"] == "0"
+    assert env["HTTPS_PROXY"] == "http://proxy:3128" and env["LC_ALL"] == "C.UTF-8"
+    assert not any(k.startswith(("ALIBABA_CLOUD", "FC_", "FCBUILD_", "AWS_")) for k in env)
+    assert "npm_config_store_dir" not in env
+
+
+def test_frozen_binary_environment_is_restored():
+    from settings import launch_environment
+
+    frozen = {"LD_LIBRARY_PATH": "/tmp/_MEI123:/opt/lib", "LD_LIBRARY_PATH_ORIG": "/opt/lib", "PATH": "/bin"}
+    assert launch_environment(frozen, frozen=True)["LD_LIBRARY_PATH"] == "/opt/lib"
+    assert "LD_LIBRARY_PATH" not in launch_environment({"LD_LIBRARY_PATH": "/tmp/_MEI123"}, frozen=True)
+    assert launch_environment({"LD_LIBRARY_PATH": "/x"}, frozen=False)["LD_LIBRARY_PATH"] == "/x"
+
+
+def test_unwritable_home_is_replaced(tmp_path):
+    home = tmp_path / "ro"
+    home.mkdir()
+    os.chmod(home, 0o500)
+    env = child_env({"HOME": str(home)}, "/n", home="/ws/home", cache_root="/c")
+    if os.geteuid() != 0:  # root can write anywhere
+        assert env["HOME"] == "/ws/home"
+    env = child_env({}, "/n", home="/ws/home", cache_root="/c")
+    assert env["HOME"] == "/ws/home"
