@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 PORT ?= 9000
 
-.PHONY: run demo serve-demo test lint format clean
+.PHONY: run demo serve-demo test test-source test-binary bootstrap dist lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	rm -rf $(VENV)
@@ -26,8 +26,30 @@ serve-demo: $(STAMP)
 	$(BIN)/python oss_server.py --root demo/.state/oss --port 9100 \
 		--access-key-id STS.demo-key-id --access-key-secret demo-secret --security-token demo-security-token
 
-test: $(STAMP)
+# Everything: the source, then the frozen binary through the same end-to-end suites.
+test: test-source test-binary
+
+test-source: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# The end-to-end suites against dist/bootstrap, plus its own checks (static, empty root; needs root).
+test-binary: $(STAMP) dist/bootstrap
+	FC_RUNTIME_BIN=dist/bootstrap $(BIN)/python -m pytest -q tests/frozen \
+		tests/test_e2e_runtime.py tests/test_e2e_build.py tests/test_e2e_vite.py
+
+bootstrap: dist/bootstrap
+
+dist/bootstrap: build.sh requirements.txt requirements-build.txt $(wildcard *.py)
+	./build.sh
+
+# The code package for FC: bootstrap at the root of the zip, executable.
+dist: dist/fcbuild.zip
+
+dist/fcbuild.zip: dist/bootstrap $(STAMP)
+	$(BIN)/python -c "import zipfile; z = zipfile.ZipFile('$@', 'w', zipfile.ZIP_DEFLATED); \
+		i = zipfile.ZipInfo.from_file('dist/bootstrap', 'bootstrap'); i.external_attr = 0o100755 << 16; \
+		i.compress_type = zipfile.ZIP_DEFLATED; z.writestr(i, open('dist/bootstrap', 'rb').read()); z.close()"
+	@echo "wrote $@ ($$(du -h $@ | cut -f1)): upload it to FC, or run s deploy (see the README)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -38,4 +60,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .ruff_cache demo/.state
+	rm -rf $(VENV) .venv-build build dist .pytest_cache .ruff_cache demo/.state

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -92,7 +91,7 @@ class FcContext:
             values["timeout_s"] = default_timeout_s
         values["invocation_type"] = "Async" if str(values["invocation_type"]).lower() == "async" else "Sync"
         return cls(
-            request_id=lower.get(HDR_REQUEST_ID) or f"local-{uuid.uuid4()}",
+            request_id=lower.get(HDR_REQUEST_ID) or _local_request_id(),
             credentials=_credentials(lower, environ),
             **values,  # type: ignore[arg-type]
         )
@@ -104,6 +103,12 @@ class FcContext:
 
     def secrets(self) -> tuple[str, ...]:
         return self.credentials.secrets() if self.credentials else ()
+
+
+def _local_request_id() -> str:
+    import uuid  # only for calls that did not come from FC; kept off the start-up path
+
+    return f"local-{uuid.uuid4()}"
 
 
 def _credentials(headers: Mapping[str, str], environ: Mapping[str, str]) -> Credentials | None:

@@ -218,3 +218,23 @@ def test_symlinks_in_output_are_refused(local_oss, tmp_path):
     os.symlink("/etc/passwd", root / "passwd")
     with pytest.raises(UploadFailed, match="not a regular file"):
         client(local_oss).upload_tree("site", "", str(root))
+
+
+def test_oss2_client_side_encryption_is_not_loaded():
+    """In a clean interpreter: importing oss_io keeps oss2's encryption stack out, and using it fails loudly."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, oss_io, oss2, oss2.resumable
+heavy = ('aliyunsdkcore', 'aliyunsdkkms', 'cryptography', 'Crypto.Cipher.AES', 'cffi')
+print([m for m in heavy if m in sys.modules])
+for use in (lambda: oss2.utils.random_key(32), lambda: oss2.CryptoBucket(None, '', '', None)):
+    try:
+        use()
+    except NotImplementedError as exc:
+        print(exc)
+"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    assert out.stdout.splitlines() == ["[]"] + ["oss2 client-side encryption is not loaded in fcbuild"] * 2

@@ -1,0 +1,108 @@
+"""Exec to the first answered request, median of several starts, side by side in one run:
+
+    python bench/startup_bench.py [--starts 10]
+
+- `python fc_runtime.py` and `python bench/floor_server.py` (a stdlib-only server) from source;
+- `dist/bootstrap` (make bootstrap) and the same floor server frozen the same way (PyInstaller
+  onefile + staticx --no-compress, built here into build/floor/ with the build venv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD_VENV = os.path.join(ROOT, os.environ.get("BUILD_VENV", ".venv-build"))
+FLOOR_BIN = os.path.join(ROOT, "build", "floor", "floor")
+
+
+def start_to_first_answer(argv: list[str], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FC_", "FCBUILD_", "ALIBABA_CLOUD_"))}
+        env["FCBUILD_WORKSPACE_ROOT"] = tempfile.mkdtemp(prefix="fcbuild-bench-")
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            argv + [str(port), "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/health")
+                conn.getresponse().read()
+                conn.close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{argv} exited with {proc.returncode}") from None
+                time.sleep(0.001)
+        times.append(time.perf_counter() - started)
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            print(f"  {argv[0]} (pid {proc.pid}) did not exit within 10 s of SIGTERM", file=sys.stderr)
+            proc.kill()
+            raise
+    return times
+
+
+def build_floor() -> None:
+    if os.path.exists(FLOOR_BIN):
+        return
+    work = os.path.join(ROOT, "build", "floor")
+    tool = os.path.join(BUILD_VENV, "bin")
+    if not os.path.exists(os.path.join(tool, "staticx")):
+        sys.exit("no build venv: run make bootstrap first")
+    subprocess.run(
+        [os.path.join(tool, "pyinstaller"), "--onefile", "--noconfirm", "--log-level", "WARN", "--strip",
+         "--name", "floor-onefile", "--distpath", work, "--workpath", os.path.join(work, "w"), "--specpath", work,
+         os.path.join(ROOT, "bench", "floor_server.py")],
+        check=True,
+    )  # fmt: skip
+    env = dict(os.environ, PATH=f"{tool}:{os.environ['PATH']}")
+    subprocess.run(
+        [os.path.join(tool, "staticx"), "--no-compress", os.path.join(work, "floor-onefile"), FLOOR_BIN],
+        check=True,
+        env=env,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--starts", type=int, default=10)
+    args = parser.parse_args()
+    bootstrap = os.path.join(ROOT, "dist", "bootstrap")
+    if not os.path.exists(bootstrap):
+        sys.exit("no dist/bootstrap: run make bootstrap first")
+    build_floor()
+    targets = [
+        ("python fc_runtime.py", [sys.executable, os.path.join(ROOT, "fc_runtime.py")]),
+        ("python bench/floor_server.py", [sys.executable, os.path.join(ROOT, "bench", "floor_server.py")]),
+        ("dist/bootstrap", [bootstrap]),
+        ("frozen floor_server (same route)", [FLOOR_BIN]),
+    ]
+    print(f"exec to the first answered request, median of {args.starts} starts (min-max):")
+    for name, argv in targets:
+        times = start_to_first_answer(argv, args.starts)
+        print(
+            f"  {name:34s} {statistics.median(times) * 1000:5.0f} ms  ({min(times) * 1000:.0f}-{max(times) * 1000:.0f})"
+        )
+    for name, path in (("dist/bootstrap", bootstrap), ("frozen floor", FLOOR_BIN)):
+        print(f"  size of {name}: {os.path.getsize(path) / 2**20:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Builds dist/bootstrap: fcbuild frozen by PyInstaller into one file, then made fully static by
+# staticx, so it runs on FC's custom.debian10 (glibc 2.28) with no Python and no library of the host.
+#
+#   ./build.sh              build with the distribution's Python (the proven path; CI runs it)
+#   ./build.sh --container  build inside a manylinux2014 image (glibc 2.17 floor) where a container
+#                           engine exists; not exercised by CI: our machines have no engine
+#
+# Environment: PYTHON (default /usr/bin/python3.11, the distribution's interpreter: a pyenv build
+# carries DT_RUNPATH, which staticx refuses), BUILD_VENV (default .venv-build).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-/usr/bin/python3.11}
+BUILD_VENV=${BUILD_VENV:-.venv-build}
+DIST=dist
+WORK=build/pyinstaller
+
+die() { echo "build.sh: $*" >&2; exit 1; }
+
+if [ "${1:-}" = "--container" ]; then
+    engine=$(command -v docker || command -v podman || true)
+    [ -n "$engine" ] || die "--container needs docker or podman; none is installed (use ./build.sh without it)"
+    "$engine" info >/dev/null 2>&1 || die "--container: $engine is installed but no engine answers"
+    exec "$engine" run --rm -v "$PWD:/src" -w /src quay.io/pypa/manylinux2014_x86_64 \
+        bash -c 'PYTHON=/opt/python/cp311-cp311/bin/python3.11 BUILD_VENV=/tmp/venv-build ./build.sh'
+fi
+
+# What the build needs from the host, said clearly when missing.
+[ -x "$PYTHON" ] || die "no $PYTHON: install the distribution's Python 3.11 (apt-get install python3.11 python3.11-venv python3.11-dev)"
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || die "$PYTHON has no venv/ensurepip: apt-get install python3.11-venv"
+include=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+[ -f "$include/Python.h" ] || die "no Python.h under $include: apt-get install python3.11-dev (crcmod's C extension is compiled)"
+command -v gcc >/dev/null || die "no gcc: apt-get install gcc (crcmod's C extension is compiled)"
+command -v objdump >/dev/null || die "no objdump: apt-get install binutils (staticx reads the binary with it)"
+
+stamp="$BUILD_VENV/.installed-$(cat requirements.txt requirements-build.txt | cksum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ]; then
+    rm -rf "$BUILD_VENV"
+    "$PYTHON" -m venv "$BUILD_VENV"
+    # --no-cache-dir: a crcmod wheel cached from another interpreter can carry that interpreter's RUNPATH.
+    "$BUILD_VENV/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
+        -r requirements.txt -r requirements-build.txt
+    touch "$stamp"
+fi
+"$BUILD_VENV/bin/python" -c 'import crcmod._crcfunext' \
+    || die "crcmod was installed without its C extension (CRC64 would be ~35x slower): check gcc and Python.h, then rm -rf $BUILD_VENV"
+
+# What oss2 and its dependencies drag in that fcbuild never imports (oss_io keeps oss2 from loading
+# its client-side encryption), and stdlib parts a server does not use: every byte bundled is
+# inflated again at every start.
+excludes=(
+    oss2.crypto oss2.crypto_bucket Crypto aliyunsdkcore aliyunsdkkms cryptography cffi pycparser jmespath
+    brotli brotlicffi zstandard socks simplejson chardet
+    _codecs_cn _codecs_hk _codecs_iso2022 _codecs_jp _codecs_kr _codecs_tw _multibytecodec
+    decimal _decimal _pydecimal bz2 _bz2 lzma _lzma
+    tkinter unittest pydoc doctest pdb lib2to3 idlelib xmlrpc sqlite3 curses multiprocessing
+    setuptools pkg_resources distutils pip
+)
+exclude_args=()
+for module in "${excludes[@]}"; do exclude_args+=(--exclude-module "$module"); done
+
+rm -rf "$WORK" "$DIST/fcbuild-onefile" "$DIST/bootstrap"
+"$BUILD_VENV/bin/pyinstaller" --onefile --noconfirm --clean --log-level WARN --strip \
+    --name fcbuild-onefile --distpath "$DIST" --workpath "$WORK" --specpath "$WORK" \
+    --hidden-import build_pipeline --hidden-import crcmod._crcfunext \
+    "${exclude_args[@]}" fc_runtime.py
+# --no-compress: the FC code zip compresses anyway, and unpacking xz added ~0.5 s to every start.
+PATH="$(cd "$BUILD_VENV/bin" && pwd):$PATH" "$BUILD_VENV/bin/staticx" --no-compress "$DIST/fcbuild-onefile" "$DIST/bootstrap"
+rm -f "$DIST/fcbuild-onefile"
+chmod 755 "$DIST/bootstrap"
+echo "built $DIST/bootstrap ($(du -h "$DIST/bootstrap" | cut -f1))"
