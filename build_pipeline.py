@@ -29,7 +29,17 @@ import oss_io
 from archive import Limits, extract_archive, safe_member_path
 from build_request import BuildJob, parse_job
 from context import FcContext, redact
-from errors import BuildFailed, BuildTimeout, FcBuildError, InvalidSource, NoSpace, NotAvailable, SourceNotFound
+from deploy_plan import plan_retention
+from errors import (
+    BuildFailed,
+    BuildTimeout,
+    FcBuildError,
+    InvalidSource,
+    NoSpace,
+    NotAvailable,
+    SourceNotFound,
+    Superseded,
+)
 from settings import PipelineSettings
 from toolchain import (
     NodeInstall,
@@ -57,13 +67,75 @@ def prepare_instance(settings: PipelineSettings, *, log: Any = logger) -> None:
     log.info("workspace root %s ready", settings.workspace_root)
 
 
-def handle_invoke(
-    ctx: FcContext, event: Mapping[str, Any], *, settings: PipelineSettings, children: Any, log: Any
-) -> dict[str, Any]:
-    """The one entry point the runtime calls: validate, then build and deploy."""
+class Instance:
+    """What outlives one invocation on this instance: the build process groups, a lock per target
+    (two deploys to one target never interleave here), and work left running in the background
+    (flushed at stop). Made once by the runtime and kept on its server object."""
+
+    def __init__(self, settings: PipelineSettings, children: Any) -> None:
+        self.settings = settings
+        self.children = children
+        self._lock = threading.Lock()
+        self._targets: dict[tuple[str, str], threading.Lock] = {}
+        self._background: list[threading.Thread] = []
+
+    def target_lock(self, bucket: str, prefix: str) -> threading.Lock:
+        with self._lock:
+            return self._targets.setdefault((bucket, prefix), threading.Lock())
+
+    def in_background(self, name: str, work: Any) -> None:
+        thread = threading.Thread(target=work, name=name, daemon=True)
+        with self._lock:
+            self._background = [t for t in self._background if t.is_alive()] + [thread]
+        thread.start()
+
+    def flush(self, timeout: float) -> int:
+        """Wait for background work, at most `timeout` seconds. Returns how much is still running."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            pending = list(self._background)
+        for thread in pending:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return sum(t.is_alive() for t in pending)
+
+
+def handle_invoke(ctx: FcContext, event: Mapping[str, Any], *, instance: Instance, log: Any) -> dict[str, Any]:
+    """The one entry point the runtime calls: validate, then build and deploy.
+
+    An asynchronous invocation also records its status in OSS for callers to poll, and a retry
+    of one that already succeeded (FC retries async calls) returns that result without deploying again.
+    """
     job = parse_job(event)
-    storage = oss_io.OssClient.for_request(ctx, settings, log)
-    return run_build(ctx, job, settings=settings, storage=storage, children=children, log=log)
+    storage = oss_io.OssClient.for_request(ctx, instance.settings, log)
+    if ctx.invocation_type != "Async":
+        return run_build(ctx, job, instance=instance, storage=storage, log=log)
+    bucket, key = job.target.bucket, status_key(job, ctx.request_id)
+    earlier = storage.get_json(bucket, key)
+    if isinstance(earlier, dict) and earlier.get("status") == "succeeded" and isinstance(earlier.get("result"), dict):
+        log.info("request %s already deployed at %s; not deploying again", ctx.request_id, earlier.get("finishedAt"))
+        return {**earlier["result"], "replayed": True}
+    status = {"requestId": ctx.request_id, "attempt": ctx.retry_count + 1, "startedAt": _utc(ctx.started_wall)}
+    storage.put_json(bucket, key, {**status, "status": "running"})
+    try:
+        result = run_build(ctx, job, instance=instance, storage=storage, log=log)
+    except Exception as exc:
+        error_type = exc.error_type if isinstance(exc, FcBuildError) else "Internal"
+        failure = {"errorType": error_type, "errorMessage": redact(str(exc), ctx.secrets())}
+        _put_quietly(storage, bucket, key, {**status, "status": "failed", "finishedAt": _utc(), "error": failure}, log)
+        raise
+    _put_quietly(storage, bucket, key, {**status, "status": "succeeded", "finishedAt": _utc(), "result": result}, log)
+    return result
+
+
+def _put_quietly(storage: oss_io.OssClient, bucket: str, key: str, doc: dict, log: Any) -> None:
+    try:
+        storage.put_json(bucket, key, doc)
+    except FcBuildError as exc:
+        log.warning("could not write the status oss://%s/%s: %s", bucket, key, exc)
+
+
+def _utc(when: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
 def meta_keys(job: BuildJob, request_id: str) -> tuple[str, str]:
@@ -71,15 +143,23 @@ def meta_keys(job: BuildJob, request_id: str) -> tuple[str, str]:
     return base + "manifest.json", f"{base}logs/{_safe_name(request_id)}.log"
 
 
+def status_key(job: BuildJob, request_id: str) -> str:
+    return f"{job.target.prefix}{META_DIR}status/{_safe_name(request_id)}.json"
+
+
+def marker_key(job: BuildJob) -> str:
+    return f"{job.target.prefix}{META_DIR}deploying.json"
+
+
 def run_build(
     ctx: FcContext,
     job: BuildJob,
     *,
-    settings: PipelineSettings,
+    instance: Instance,
     storage: oss_io.OssClient,
-    children: Any,
     log: Any,
 ) -> dict[str, Any]:
+    settings = instance.settings
     started = time.monotonic()
     steps = _Steps(log)
     manifest_key, log_key = meta_keys(job, ctx.request_id)
@@ -92,6 +172,7 @@ def run_build(
         workspace = _make_workspace(settings, ctx.request_id)
     build_log = _BuildLog(os.path.join(workspace, "build.log"), secrets, log)
     try:
+        _claim_target(ctx, job, storage)
         with steps.step("source"):
             project = _fetch_source(job, workspace, settings, storage, log)
         with steps.step("toolchain"):
@@ -108,7 +189,7 @@ def run_build(
             )
             install = job.install or pm.install_argv()
             command = job.command or build_argv(pm, package)
-        run = _Runner(project, env, deadline, children, build_log, log)
+        run = _Runner(project, env, deadline, instance.children, build_log, log)
         with steps.step("install"):
             run("install", install)
         with steps.step("build"):
@@ -117,32 +198,8 @@ def run_build(
             output = find_output_dir(project, job.output_dir)
             if os.path.exists(os.path.join(output, META_DIR.rstrip("/"))):
                 raise InvalidSource(f"the build output has a {META_DIR} folder, which fcbuild keeps for itself")
-            previous = storage.get_json(target.bucket, manifest_key) or {}
-            previous_files = previous.get("files") if previous.get("version") == 1 else None
-
-            def last_check() -> None:
-                if time.monotonic() > ctx.deadline:
-                    raise BuildTimeout("the function timeout passed during the upload; the site was not switched")
-
-            plan, report = storage.upload_tree(
-                target.bucket,
-                target.prefix,
-                output,
-                previous_manifest=previous_files,
-                cache_rules=job.cache_control,
-                before_entries=last_check,
-            )
-            storage.put_json(
-                target.bucket,
-                manifest_key,
-                {
-                    "version": 1,
-                    "requestId": ctx.request_id,
-                    "deployedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "source": job.source.url(),
-                    "files": plan.manifest,
-                },
-            )
+            with instance.target_lock(target.bucket, target.prefix):
+                plan, report, deleted = _deploy(ctx, job, output, storage, manifest_key, log)
         saved = _save_log(storage, target.bucket, log_key, build_log, log)
     except FcBuildError as exc:
         saved = _save_log(storage, target.bucket, log_key, build_log, log)
@@ -162,9 +219,103 @@ def run_build(
         "steps": steps.times,
         "durationSeconds": round(time.monotonic() - started, 3),
         "files": report.as_dict(),
+        "releases": {"kept": job.keep_releases, "deletedObjects": deleted},
         "manifest": f"oss://{target.bucket}/{manifest_key}",
         "log": saved,
     }
+
+
+# --- deploying -------------------------------------------------------------------------------
+
+
+def _deploy(
+    ctx: FcContext, job: BuildJob, output: str, storage: oss_io.OssClient, manifest_key: str, log: Any
+) -> tuple[Any, oss_io.TransferReport, int]:
+    """Upload what changed (assets, then HTML), record the release, then delete what fell out of
+    the retention window. Stops before the HTML switch if a later-started build claimed the target."""
+    target = job.target
+    previous_files, previous_releases = _read_manifest(storage.get_json(target.bucket, manifest_key))
+
+    def before_switch() -> None:
+        if time.monotonic() > ctx.deadline:
+            raise BuildTimeout("the function timeout passed during the upload; the site was not switched")
+        _check_target(ctx, job, storage)
+
+    plan, report = storage.upload_tree(
+        target.bucket,
+        target.prefix,
+        output,
+        previous_manifest=previous_files,
+        cache_rules=job.cache_control,
+        before_entries=before_switch,
+    )
+    _check_target(ctx, job, storage)
+    retention = plan_retention(ctx.request_id, _utc(), plan.manifest, previous_releases, job.keep_releases)
+    storage.put_json(
+        target.bucket,
+        manifest_key,
+        {
+            "version": 2,
+            "requestId": ctx.request_id,
+            "deployedAt": _utc(),
+            "source": job.source.url(),
+            "files": plan.manifest,
+            "releases": list(retention.releases),
+        },
+    )
+    if not retention.delete:
+        return plan, report, 0
+    try:
+        storage.delete_objects(target.bucket, [target.prefix + p for p in retention.delete])
+    except FcBuildError as exc:  # the site is live; stale objects only cost storage
+        log.warning("could not delete %d stale objects: %s", len(retention.delete), exc)
+        return plan, report, 0
+    log.info("deleted %d objects that none of the last %d deploys has", len(retention.delete), job.keep_releases + 1)
+    return plan, report, len(retention.delete)
+
+
+def _read_manifest(doc: Any) -> tuple[dict | None, list]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), dict):
+        return None, []
+    if doc.get("version") == 1:  # no history yet: the files it names are one release
+        return doc["files"], [{"id": doc.get("requestId", "earlier"), "paths": sorted(doc["files"])}]
+    releases = doc.get("releases")
+    return doc["files"], releases if isinstance(releases, list) else []
+
+
+def _marker(ctx: FcContext) -> dict[str, Any]:
+    return {"requestId": ctx.request_id, "startedAt": ctx.started_wall, "started": _utc(ctx.started_wall)}
+
+
+def _is_later(marker: Any, ctx: FcContext) -> bool:
+    """Whether `marker` names a build that started after this one (ties broken by request id)."""
+    if not isinstance(marker, dict) or marker.get("requestId") == ctx.request_id:
+        return False
+    try:
+        return (float(marker["startedAt"]), str(marker["requestId"])) > (ctx.started_wall, ctx.request_id)
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def _claim_target(ctx: FcContext, job: BuildJob, storage: oss_io.OssClient) -> None:
+    """Record this build as the latest for its target, unless a later-started one already is."""
+    current = storage.get_json(job.target.bucket, marker_key(job))
+    if _is_later(current, ctx):
+        raise _superseded(current, job)
+    storage.put_json(job.target.bucket, marker_key(job), _marker(ctx))
+
+
+def _check_target(ctx: FcContext, job: BuildJob, storage: oss_io.OssClient) -> None:
+    current = storage.get_json(job.target.bucket, marker_key(job))
+    if _is_later(current, ctx):
+        raise _superseded(current, job)
+
+
+def _superseded(marker: dict, job: BuildJob) -> Superseded:
+    return Superseded(
+        f"oss://{job.target.bucket}/{job.target.prefix}: a build that started later (request {marker['requestId']} "
+        f"at {marker.get('started', '?')}) is deploying this target; this build did not publish"
+    )
 
 
 # --- steps ------------------------------------------------------------------------------------

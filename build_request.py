@@ -46,6 +46,7 @@ class BuildJob:
     timeout_s: int | None = None
     registry: str | None = None
     cache_control: tuple[tuple[str, str], ...] = ()  # (glob, Cache-Control), first match wins
+    keep_releases: int = 3  # earlier deploys whose objects stay until that many newer deploys
 
     def secret_values(self) -> tuple[str, ...]:
         """Values of the request's build env: written into no saved log."""
@@ -64,7 +65,7 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
     build = _object(event.get("build", {}), "build")
     _only(build, "build.", {"install", "command", "output_dir", "env", "node_version", "timeout_s", "registry"})
     deploy = _object(event.get("deploy", {}), "deploy")
-    _only(deploy, "deploy.", {"cache_control"})
+    _only(deploy, "deploy.", {"cache_control", "keep_releases"})
     return BuildJob(
         source=source,
         target=target,
@@ -76,6 +77,7 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
         timeout_s=_timeout(build.get("timeout_s"), "build.timeout_s"),
         registry=_registry(build.get("registry"), "build.registry"),
         cache_control=_cache_rules(deploy.get("cache_control", []), "deploy.cache_control"),
+        keep_releases=_bounded_int(deploy.get("keep_releases", 3), "deploy.keep_releases", 0, 100),
     )
 
 
@@ -180,6 +182,12 @@ def _timeout(value: Any, where: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TIMEOUT_S:
         raise InvalidRequest(f"{where}: expected a whole number of seconds from 1 to {MAX_TIMEOUT_S}, got {value!r}")
+    return value
+
+
+def _bounded_int(value: Any, where: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidRequest(f"{where}: expected a whole number from {low} to {high}, got {value!r}")
     return value
 
 

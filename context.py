@@ -68,6 +68,7 @@ class FcContext:
     retry_count: int = 0
     credentials: Credentials | None = field(default=None, repr=False)
     started_at: float = field(default_factory=time.monotonic, repr=False, compare=False)
+    started_wall: float = field(default_factory=time.time, repr=False, compare=False)
 
     @classmethod
     def from_headers(

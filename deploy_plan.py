@@ -194,3 +194,27 @@ def scan_tree(root: str) -> list[LocalFile]:
                 rel = os.path.relpath(os.path.join(folder, d), root)
                 raise ValueError(f"{rel}: a link to a folder (links are not deployed)")
     return found
+
+
+@dataclass(frozen=True)
+class Retention:
+    delete: tuple[str, ...]  # paths to remove: only in releases that fell out of the window
+    releases: tuple[dict, ...]  # the history to record, newest first
+
+
+def plan_retention(
+    release_id: str, deployed_at: str, paths: Iterable[str], previous: Iterable[Mapping], keep: int
+) -> Retention:
+    """Which objects of earlier deploys to delete now.
+
+    `previous` is the recorded history, newest first: each release names the paths it deployed.
+    The new release and the `keep` before it stay whole, so a page opened before a deploy keeps
+    finding its chunks; a path is deleted once no release in that window has it. Paths no release
+    recorded are never touched (they are not ours).
+    """
+    current = {"id": release_id, "deployedAt": deployed_at, "paths": sorted(set(paths))}
+    history = [r for r in previous if isinstance(r, Mapping) and isinstance(r.get("paths"), list)]
+    window, expired = [current, *history[:keep]], history[keep:]
+    kept = {p for r in window for p in r["paths"]}
+    delete = sorted({p for r in expired for p in r["paths"]} - kept)
+    return Retention(tuple(delete), tuple(window))

@@ -70,6 +70,12 @@ class NoSpace(FcBuildError):
     error_type = "NoSpace"
 
 
+class Superseded(FcBuildError):
+    """A build of the same target that started later is deploying; this one did not publish."""
+
+    error_type = "Superseded"
+
+
 class ShuttingDown(FcBuildError):
     """The instance is stopping and takes no new builds."""
 
@@ -92,6 +98,7 @@ ERROR_TYPES: tuple[str, ...] = (
     "BuildTimeout",
     "UploadFailed",
     "NoSpace",
+    "Superseded",
     "NotAvailable",
     "ShuttingDown",
     "Internal",

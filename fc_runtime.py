@@ -292,6 +292,8 @@ class FcServer(ThreadingHTTPServer):
         self._stop_state: Literal["running", "stopping", "stopped"] = "running"
         self._init_lock = threading.Lock()
         self._initialized = False
+        self._instance_lock = threading.Lock()
+        self._instance: Any = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
 
@@ -346,6 +348,10 @@ class FcServer(ThreadingHTTPServer):
             log.warning("grace period over: terminated the build process groups (%d needed SIGKILL)", killed)
             with self._state:
                 self._state.wait_for(lambda: self._invocations == 0, timeout=10)
+        if self._instance is not None:
+            left = self._instance.flush(timeout=max(1.0, min(60.0, grace)))
+            if left:
+                log.warning("%d background task(s) still running at exit", left)
         with self._state:
             self._stop_state = "stopped"
             self._state.notify_all()
@@ -408,7 +414,14 @@ class FcServer(ThreadingHTTPServer):
     def invoke(self, ctx: FcContext, event: dict[str, Any], log: RequestLog) -> dict[str, Any]:
         if self._stop_reason:
             raise ShuttingDown("this instance is stopping and takes no new builds; FC will retry on another")
-        return self.pipeline().handle_invoke(ctx, event, settings=self.config.pipeline, children=self.children, log=log)
+        return self.pipeline().handle_invoke(ctx, event, instance=self.instance(), log=log)
+
+    def instance(self) -> Any:
+        """The pipeline's per-instance state (deploy locks, background work), made on first use."""
+        with self._instance_lock:
+            if self._instance is None:
+                self._instance = self.pipeline().Instance(self.config.pipeline, self.children)
+            return self._instance
 
 
 class FcRequestHandler(BaseHTTPRequestHandler):

@@ -70,20 +70,24 @@ class RuntimeProcess:
         timeout: float = 120,
         fresh: bool = False,
     ) -> Response:
-        """One request on a kept-alive connection (a fresh one if asked or if the last closed)."""
+        """One request on the kept-alive connection, or on a private one with `fresh` (for concurrent callers)."""
         all_headers = dict(FC_HEADERS)
         all_headers["x-fc-request-id"] = request_id or f"req-{time.monotonic_ns()}"
         all_headers.update(headers or {})
-        if fresh or self._conn is None:
-            self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        conn = self._conn
-        conn.timeout = timeout
+        if fresh:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        else:
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+            conn = self._conn
+            conn.timeout = timeout
         conn.request(method, path, body=body, headers=all_headers)
         resp = conn.getresponse()
         data = resp.read()
-        if resp.will_close:
+        if fresh or resp.will_close:
             conn.close()
-            self._conn = None
+            if not fresh:
+                self._conn = None
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
 
     def invoke(self, event: Any, **kw: Any) -> Response:

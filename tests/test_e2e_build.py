@@ -64,11 +64,11 @@ def put_source(oss, key, data):
 
 
 def site_objects(oss, prefix):
-    """key -> (content, Content-Type, Cache-Control) for the site, without fcbuild's own logs."""
+    """key -> (content, Content-Type, Cache-Control) for the site and its manifest (not fcbuild's logs and markers)."""
     b = raw(oss, "site")
     found = {}
     for obj in oss2.ObjectIteratorV2(b, prefix=prefix):
-        if "/.fcbuild/logs/" in obj.key:
+        if "/.fcbuild/" in obj.key and not obj.key.endswith("/.fcbuild/manifest.json"):
             continue
         got = b.get_object(obj.key)
         found[obj.key] = (got.read(), got.headers.get("Content-Type"), got.headers.get("Cache-Control"))

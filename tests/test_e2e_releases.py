@@ -1,0 +1,149 @@
+"""Safe releases and asynchronous invocations, through the real fcbuild process and the local OSS server."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import re
+import time
+
+import oss2
+import pytest
+
+from oss_server import LocalOss
+from tests.archives import pack_tar
+from tests.conftest import AK, REGION, STS
+from tests.runtime_proc import start_runtime
+from tests.test_e2e_build import CREDS, TINY
+
+ASYNC = {**CREDS, "x-fc-invocation-type": "Async"}
+
+
+@pytest.fixture(scope="module")
+def oss(tmp_path_factory):
+    with LocalOss(str(tmp_path_factory.mktemp("oss")), buckets=["src", "site"], accounts=[AK, STS], region=REGION) as s:
+        s_bucket = oss2.Bucket(oss2.AuthV4(AK.access_key_id, AK.access_key_secret), s.endpoint, "src", region=REGION)
+        s_bucket.put_object("tiny.tar.gz", pack_tar(TINY))
+        yield s
+
+
+@pytest.fixture(scope="module")
+def runtime(oss):
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_UPLOAD_MARGIN_S": "2"})
+    yield rt
+    rt.kill()
+
+
+def site(oss):
+    return oss2.Bucket(oss2.AuthV4(AK.access_key_id, AK.access_key_secret), oss.endpoint, "site", region=REGION)
+
+
+def keys(oss, prefix):
+    return {o.key for o in oss2.ObjectIteratorV2(site(oss), prefix=prefix) if "/.fcbuild/" not in o.key}
+
+
+def deploy(runtime, prefix, text, *, keep=None, headers=CREDS, delay_ms=0, request_id=None):
+    event = {
+        "source": "oss://src/tiny.tar.gz",
+        "target": {"bucket": "site", "prefix": prefix},
+        "build": {"env": {"SITE_TEXT": text, "BUILD_DELAY_MS": str(delay_ms)}},
+    }
+    if keep is not None:
+        event["deploy"] = {"keep_releases": keep}
+    return runtime.invoke(event, headers=headers, request_id=request_id, timeout=300, fresh=True)
+
+
+def js_of(oss, prefix):
+    index = site(oss).get_object(prefix + "index.html").read().decode()
+    return re.search(r"/assets/(index-[0-9a-f]{8}\.js)", index).group(1)
+
+
+def test_stale_objects_wait_for_keep_releases_and_foreign_keys_survive(oss, runtime):
+    b = site(oss)
+    b.put_object("rel/foreign.txt", b"not ours")
+    b.put_object("rel/assets/index-00000000.js", b"not ours either")
+    first = deploy(runtime, "rel/", "one", keep=1)
+    assert first.status == 200, first.body
+    js1 = js_of(oss, "rel/")
+    assert deploy(runtime, "rel/", "two", keep=1).json()["releases"]["deletedObjects"] == 0
+    js2 = js_of(oss, "rel/")
+    assert {"rel/assets/" + js1, "rel/assets/" + js2} <= keys(oss, "rel/")  # the previous release stays
+    third = deploy(runtime, "rel/", "three", keep=1)
+    assert third.json()["releases"]["deletedObjects"] == 1
+    js3 = js_of(oss, "rel/")
+    present = keys(oss, "rel/")
+    assert "rel/assets/" + js1 not in present  # two deploys old: gone
+    assert {"rel/assets/" + js2, "rel/assets/" + js3} <= present
+    assert {"rel/foreign.txt", "rel/assets/index-00000000.js"} <= present  # no manifest of ours made them
+    manifest = json.loads(b.get_object("rel/.fcbuild/manifest.json").read())
+    assert [r["id"] for r in manifest["releases"]] == [third.json()["requestId"], manifest["releases"][1]["id"]]
+
+
+def test_concurrent_deploys_end_with_the_newer_one_live_and_complete(oss, runtime):
+    """Steps: an older build that is slow to finish, then a newer one; the newer publishes, the
+    older reports Superseded at its HTML switch and publishes nothing."""
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        older = pool.submit(deploy, runtime, "race/", "older", delay_ms=2500, request_id="race-older")
+        time.sleep(0.8)  # the older one has claimed the target and is building
+        newer = pool.submit(deploy, runtime, "race/", "newer", request_id="race-newer")
+        newer_resp, older_resp = newer.result(), older.result()
+    assert newer_resp.status == 200, newer_resp.body
+    assert older_resp.status == 404
+    body = older_resp.json()
+    assert body["errorType"] == "Superseded"
+    assert "race-newer" in body["errorMessage"]
+    index = site(oss).get_object("race/index.html").read().decode()
+    js = js_of(oss, "race/")
+    assert b"newer" in site(oss).get_object("race/assets/" + js).read()
+    assert "older" not in index
+    for rel in json.loads(site(oss).get_object("race/.fcbuild/manifest.json").read())["files"]:
+        assert site(oss).object_exists("race/" + rel), rel  # the live release is complete
+
+
+def test_a_build_started_before_the_live_one_never_publishes(oss, runtime):
+    slow = concurrent.futures.ThreadPoolExecutor(1).submit(
+        deploy, runtime, "late/", "stale", delay_ms=3000, request_id="late-old"
+    )
+    time.sleep(0.8)
+    assert deploy(runtime, "late/", "fresh", request_id="late-new").status == 200
+    resp = slow.result()
+    assert resp.json()["errorType"] == "Superseded"
+    assert b"fresh" in site(oss).get_object("late/assets/" + js_of(oss, "late/")).read()
+
+
+def test_async_status_lifecycle_and_retry_does_not_deploy_twice(oss, runtime):
+    rid = "async-1"
+    status_key = f"async/.fcbuild/status/{rid}.json"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(deploy, runtime, "async/", "a", headers=ASYNC, delay_ms=1500, request_id=rid)
+        seen_running = False
+        deadline = time.monotonic() + 30
+        while not pending.done() and time.monotonic() < deadline:
+            try:
+                doc = json.loads(site(oss).get_object(status_key).read())
+                seen_running |= doc["status"] == "running"
+            except oss2.exceptions.NoSuchKey:
+                pass
+            time.sleep(0.1)
+        first = pending.result()
+    assert first.status == 200 and seen_running
+    doc = json.loads(site(oss).get_object(status_key).read())
+    assert doc["status"] == "succeeded" and doc["result"]["requestId"] == rid
+    manifest_before = site(oss).get_object("async/.fcbuild/manifest.json").read()
+    retried = deploy(runtime, "async/", "a", headers={**ASYNC, "x-fc-retry-count": "1"}, request_id=rid)
+    assert retried.status == 200 and retried.json()["replayed"] is True
+    assert site(oss).get_object("async/.fcbuild/manifest.json").read() == manifest_before  # no second deploy
+    assert runtime.output().count(f"{rid} [INFO] step build: started") == 1
+
+
+def test_async_failure_is_recorded(oss, runtime):
+    event = {
+        "source": "oss://src/tiny.tar.gz",
+        "target": "oss://site/asyncfail/",
+        "build": {"env": {"BUILD_FAIL": "1"}},
+    }
+    resp = runtime.invoke(event, headers=ASYNC, request_id="async-fail")
+    assert resp.json()["errorType"] == "BuildFailed"
+    doc = json.loads(site(oss).get_object("asyncfail/.fcbuild/status/async-fail.json").read())
+    assert doc["status"] == "failed" and doc["error"]["errorType"] == "BuildFailed"
+    assert "TS2304" in doc["error"]["errorMessage"]
