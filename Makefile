@@ -35,7 +35,8 @@ test-source: $(STAMP)
 # The end-to-end suites against dist/bootstrap, plus its own checks (static, empty root; needs root).
 test-binary: $(STAMP) dist/bootstrap
 	FC_RUNTIME_BIN=dist/bootstrap $(BIN)/python -m pytest -q tests/frozen \
-		tests/test_e2e_runtime.py tests/test_e2e_build.py tests/test_e2e_releases.py tests/test_e2e_vite.py
+		tests/test_e2e_runtime.py tests/test_e2e_build.py tests/test_e2e_releases.py tests/test_e2e_cache.py \
+		tests/test_e2e_vite.py
 
 bootstrap: dist/bootstrap
 

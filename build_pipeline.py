@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -29,6 +30,7 @@ import oss_io
 from archive import Limits, extract_archive, safe_member_path
 from build_request import BuildJob, parse_job
 from context import FcContext, redact
+from dep_cache import CacheOutcome, WarmCache, cache_key, pack, restore_from_archive
 from deploy_plan import plan_retention
 from errors import (
     BuildFailed,
@@ -78,6 +80,7 @@ class Instance:
         self._lock = threading.Lock()
         self._targets: dict[tuple[str, str], threading.Lock] = {}
         self._background: list[threading.Thread] = []
+        self.warm_cache = WarmCache(os.path.join(settings.workspace_root, "cache", "deps"), settings.cache_max_bytes)
 
     def target_lock(self, bucket: str, prefix: str) -> threading.Lock:
         with self._lock:
@@ -171,6 +174,7 @@ def run_build(
     with steps.step("workspace"):
         workspace = _make_workspace(settings, ctx.request_id)
     build_log = _BuildLog(os.path.join(workspace, "build.log"), secrets, log)
+    cache = _DependencyCache(ctx, job, instance, storage, workspace, "", log)
     try:
         _claim_target(ctx, job, storage)
         with steps.step("source"):
@@ -187,11 +191,14 @@ def run_build(
                 registry=job.registry or settings.npm_registry,
                 extra=job.env,
             )
-            install = job.install or pm.install_argv()
             command = job.command or build_argv(pm, package)
+        cache.project = project
+        with steps.step("cache"):
+            cache.restore(pm, node)
         run = _Runner(project, env, deadline, instance.children, build_log, log)
         with steps.step("install"):
-            run("install", install)
+            _install(run, job, pm, project, restored=cache.outcome.hit in ("warm", "oss"), log=log)
+            cache.installed = True
         with steps.step("build"):
             run("build", command)
         with steps.step("deploy"):
@@ -201,9 +208,14 @@ def run_build(
             with instance.target_lock(target.bucket, target.prefix):
                 plan, report, deleted = _deploy(ctx, job, output, storage, manifest_key, log)
         saved = _save_log(storage, target.bucket, log_key, build_log, log)
+        cache.keep(to_oss=True)
     except FcBuildError as exc:
         saved = _save_log(storage, target.bucket, log_key, build_log, log)
+        cache.keep(to_oss=False)
         raise type(exc)(f"{exc}\n(build log: {saved})" if saved else str(exc)) from exc
+    except BaseException:
+        cache.keep(to_oss=False)
+        raise
     finally:
         build_log.close()
         if not settings.keep_workspace:
@@ -218,11 +230,165 @@ def run_build(
         "outputDir": os.path.relpath(output, project),
         "steps": steps.times,
         "durationSeconds": round(time.monotonic() - started, 3),
+        "cache": cache.outcome.as_dict(),
         "files": report.as_dict(),
         "releases": {"kept": job.keep_releases, "deletedObjects": deleted},
         "manifest": f"oss://{target.bucket}/{manifest_key}",
         "log": saved,
     }
+
+
+# --- dependencies ----------------------------------------------------------------------------
+
+
+def _install(run: _Runner, job: BuildJob, pm: PackageManager, project: str, *, restored: bool, log: Any) -> None:
+    """The install step. `npm ci` deletes node_modules first, so on a restored tree npm runs
+    `npm install` instead, and the lockfile must come through unchanged: if npm wanted to change
+    it, the original is put back and a clean `npm ci` runs after all (what ci would have done)."""
+    if job.install or not (restored and pm.name == "npm" and pm.lockfile):
+        run("install", job.install or pm.install_argv())
+        return
+    lock_path = os.path.join(project, pm.lockfile)
+    with open(lock_path, "rb") as f:
+        before = f.read()
+    run("install", pm.argv("install", "--prefer-offline", "--no-audit", "--no-fund"))
+    with open(lock_path, "rb") as f:
+        changed = f.read() != before
+    if changed:
+        log.warning("npm install changed %s on the restored tree: running a clean npm ci instead", pm.lockfile)
+        with open(lock_path, "wb") as f:
+            f.write(before)
+        shutil.rmtree(os.path.join(project, "node_modules"), ignore_errors=True)
+        run("install", pm.install_argv())
+
+
+class _DependencyCache:
+    """One build's use of the dependency cache (see dep_cache)."""
+
+    def __init__(
+        self,
+        ctx: FcContext,
+        job: BuildJob,
+        instance: Instance,
+        storage: oss_io.OssClient,
+        workspace: str,
+        project: str,
+        log: Any,
+    ) -> None:
+        self.ctx, self.job, self.instance, self.storage = ctx, job, instance, storage
+        self.workspace, self.project, self.log = workspace, project, log
+        self.outcome = CacheOutcome()
+        self.installed = False
+        self._replace_oss = False
+
+    def _oss_location(self) -> tuple[str, str]:
+        settings = self.instance.settings
+        prefix = settings.cache_prefix or f"{self.job.target.prefix}{META_DIR}deps/"
+        return settings.cache_bucket or self.job.target.bucket, f"{prefix}{self.outcome.key}.tar.gz"
+
+    def restore(self, pm: PackageManager, node: NodeInstall) -> None:
+        settings = self.instance.settings
+        if not settings.cache_enabled or not pm.lockfile:
+            self.outcome.note = "no lockfile" if settings.cache_enabled else "disabled"
+            return
+        if os.path.exists(os.path.join(self.project, "node_modules")):
+            self.outcome.note = "the source has its own node_modules"
+            return
+        with open(os.path.join(self.project, pm.lockfile), "rb") as f:
+            self.outcome.key = cache_key(pm.lockfile, f.read(), node, pm)
+        started = time.monotonic()
+        if self.instance.warm_cache.take(self.outcome.key, self.project):
+            self.outcome.hit = "warm"
+        else:
+            self.outcome.hit = self._restore_from_oss()
+        self.outcome.restore_seconds = time.monotonic() - started
+        self.log.info("dependency cache %s (key %s)", self.outcome.hit, self.outcome.key[:16])
+
+    def _restore_from_oss(self) -> str:
+        bucket, key = self._oss_location()
+        archive = os.path.join(self.workspace, "deps.tar.gz")
+        settings = self.instance.settings
+        try:
+            self.storage.download_file(bucket, key, archive, max_bytes=settings.max_archive_bytes)
+        except SourceNotFound:
+            return "miss"
+        except FcBuildError as exc:
+            self.log.warning("dependency cache oss://%s/%s not read: %s", bucket, key, exc)
+            return "miss"
+        limits = Limits(settings.max_archive_bytes, settings.max_archive_files)
+        why = restore_from_archive(
+            archive, os.path.join(self.workspace, "deps"), self.outcome.key, self.project, limits
+        )
+        os.unlink(archive)
+        if why:
+            self.log.warning("dependency cache oss://%s/%s ignored and to be replaced: %s", bucket, key, why)
+            self.outcome.note = f"OSS entry ignored: {why}"
+            self._replace_oss = True
+            shutil.rmtree(os.path.join(self.project, "node_modules"), ignore_errors=True)
+            return "miss"
+        return "oss"
+
+    def keep(self, *, to_oss: bool) -> None:
+        """After the build: the installed tree goes back to the warm cache (a rename), and, after a
+        deploy, a packed copy goes to OSS in the background unless one is there already."""
+        key = self.outcome.key
+        if not key or not self.project:
+            return
+        warm = self.instance.warm_cache
+        try:
+            kept = self.installed and warm.put(key, self.project)
+        except OSError as exc:
+            self.log.warning("dependency cache not kept: %s", exc)
+            kept = False
+        if not kept:
+            warm.release(key)
+            self.outcome.saved = "nothing installed" if self.installed else "discarded (install failed)"
+            return
+        self.outcome.saved = "warm"
+        bucket, oss_key = self._oss_location()
+        upload = to_oss and (self._replace_oss or self.outcome.hit != "oss")
+        if upload:
+            self.outcome.saved = "warm+oss"
+        self.instance.in_background(f"cache-{key[:8]}", lambda: self._save(key, bucket, oss_key, upload))
+
+    def _save(self, key: str, bucket: str, oss_key: str, upload: bool) -> None:
+        """Background: copy the tree to OSS if it is not there. The warm entry is held only while its
+        hard-linked snapshot is made, so a rebuild right after this one does not wait for the upload."""
+        warm = self.instance.warm_cache
+        staging = os.path.join(self.instance.settings.workspace_root, "cache", f"save-{uuid.uuid4().hex}")
+        snapshot = os.path.join(staging, "node_modules")
+        try:
+            try:
+                needed = upload and (self._replace_oss or not self.storage.object_exists(bucket, oss_key))
+                os.makedirs(staging)
+                have = needed and warm.snapshot(key, snapshot)
+            finally:
+                warm.release(key)
+            if have:
+                _lower_thread_priority()  # packing must not slow the next build on the same instance
+                started = time.monotonic()
+                packed = os.path.join(staging, "deps.tar.gz")
+                pack(snapshot, key, packed)
+                size = self.storage.put_file(bucket, oss_key, packed, content_type="application/gzip")
+                self.log.info(
+                    "dependency cache saved to oss://%s/%s (%.1f MiB in %.1fs)",
+                    bucket,
+                    oss_key,
+                    size / 2**20,
+                    time.monotonic() - started,
+                )
+        except Exception as exc:  # a cache that cannot be saved costs the next cold build time, nothing else
+            self.log.warning("dependency cache not saved to oss://%s/%s: %s", bucket, oss_key, exc)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        warm.measure_and_evict(key)
+
+
+def _lower_thread_priority() -> None:
+    try:  # Linux: a nice value is per thread
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (OSError, AttributeError):
+        pass
 
 
 # --- deploying -------------------------------------------------------------------------------

@@ -319,6 +319,27 @@ class OssClient:
         except Exception as exc:
             raise self._translate(exc, bucket, key, failure=UploadFailed) from exc
 
+    def object_exists(self, bucket: str, key: str) -> bool:
+        try:
+            return bool(self._attempt(f"head {bucket}/{key}", lambda: self.bucket(bucket).object_exists(key)))
+        except Exception as exc:
+            raise self._translate(exc, bucket, key, failure=DownloadFailed, not_found=SourceNotFound) from exc
+
+    def put_file(self, bucket: str, key: str, path: str, *, content_type: str, cache_control: str = "no-cache") -> int:
+        """Upload one local file (multipart when large, CRC64-checked). Returns its size."""
+        md5 = hashlib.md5()
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                md5.update(chunk)
+        upload = Upload(os.path.basename(path), os.path.getsize(path), md5.hexdigest(), content_type, cache_control)
+        progress = _Progress(self.log, "uploaded", 1, upload.size)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="oss-part") as parts:
+                self._upload_one(bucket, key, path, upload, parts, progress)
+        except Exception as exc:
+            raise self._translate(exc, bucket, key, failure=UploadFailed) from exc
+        return upload.size
+
     # --- listing and deleting -------------------------------------------------------------
 
     def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:

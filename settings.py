@@ -53,6 +53,10 @@ class PipelineSettings:
     max_archive_bytes: int = 4 * 1024**3
     max_archive_files: int = 200_000
     keep_workspace: bool = False
+    cache_enabled: bool = True
+    cache_max_bytes: int = 2048 * 1024 * 1024
+    cache_bucket: str = ""  # empty: the target bucket
+    cache_prefix: str = ""  # empty: <target prefix>.fcbuild/deps/
     # The environment as it was before the program started: the base of every child's
     # environment (filtered by CHILD_ENV_ALLOWLIST) and the source of the original PATH.
     launch_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
@@ -77,6 +81,10 @@ class PipelineSettings:
             max_archive_bytes=_positive(get, "FCBUILD_MAX_ARCHIVE_MB", 4096) * 1024 * 1024,
             max_archive_files=_positive(get, "FCBUILD_MAX_ARCHIVE_FILES", 200_000),
             keep_workspace=get("FCBUILD_KEEP_WORKSPACE", "") in ("1", "true", "yes"),
+            cache_enabled=get("FCBUILD_CACHE", "1") not in ("0", "false", "no"),
+            cache_max_bytes=_positive(get, "FCBUILD_CACHE_MAX_MB", 2048, minimum=0) * 1024 * 1024,
+            cache_bucket=get("FCBUILD_CACHE_BUCKET", ""),
+            cache_prefix=get("FCBUILD_CACHE_PREFIX", ""),
             launch_env=MappingProxyType(launch_environment(environ, frozen=frozen)),
         )
 

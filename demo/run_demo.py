@@ -135,9 +135,35 @@ def main() -> int:
             return 1
         files = result["files"]
         print(f"== deployed: {files['uploaded']} files uploaded, {files['skipped']} unchanged and skipped")
+        _compare_with_last_run(result)
         print("== to open the site in a browser: make serve-demo, then visit")
         print(f"   http://127.0.0.1:{SERVE_PORT}/_site/site/demo/")
     return 0
+
+
+def _compare_with_last_run(result: dict) -> None:
+    """Print this build's time beside the previous run's: the second run finds the dependency cache."""
+    path = os.path.join(STATE, "last-build.json")
+    this = {
+        "seconds": result["durationSeconds"],
+        "install": result["steps"]["install"],
+        "cache": result["cache"]["hit"],
+    }
+    try:
+        with open(path, encoding="utf-8") as f:
+            last = json.load(f)
+    except (OSError, ValueError):
+        last = None
+    print(f"== this build: {this['seconds']:.1f}s (install {this['install']:.1f}s, dependency cache: {this['cache']})")
+    if last:
+        print(
+            f"== previous run: {last['seconds']:.1f}s (install {last['install']:.1f}s, cache: {last['cache']}); "
+            f"this build was {last['seconds'] / this['seconds']:.1f}x as fast"
+        )
+    else:
+        print("== run make demo again: the second build restores node_modules from the dependency cache")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(this, f)
 
 
 def _upload(endpoint: str, bucket: str, key: str, data: bytes) -> None:

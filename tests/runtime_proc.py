@@ -120,6 +120,7 @@ def start_runtime(
 ) -> RuntimeProcess:
     """Start fcbuild on port 0 and wait until it has logged the port it bound (no fixed sleep)."""
     workdir = workdir or tempfile.mkdtemp(prefix="fcbuild-test-")
+    os.makedirs(workdir, exist_ok=True)
     log_path = os.path.join(workdir, "runtime.log")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "FC_", "FCBUILD_"))}
     full_env.setdefault("FCBUILD_WORKSPACE_ROOT", os.path.join(workdir, "ws"))

@@ -101,7 +101,9 @@ def test_build_and_deploy(oss, runtime):
     assert result["packageManager"] == {"name": "npm", "version": "default", "lockfile": "package-lock.json"}
     assert result["node"]["version"].startswith("v")
     assert result["outputDir"] == "dist"
-    assert set(result["steps"]) == {"workspace", "source", "toolchain", "install", "build", "deploy"}
+    assert set(result["steps"]) == {"workspace", "source", "toolchain", "cache", "install", "build", "deploy"}
+    assert result["cache"]["hit"] == "miss"  # the tiny project has no dependencies to keep
+    assert result["cache"]["saved"] == "nothing installed"
     assert result["files"]["uploaded"] == 4 and result["files"]["skipped"] == 0
     assert result["log"] == "oss://site/app/.fcbuild/logs/deploy-1.log"
 

@@ -1,0 +1,105 @@
+"""The dependency cache on a real Vite app, end to end through fcbuild.
+
+    python bench/cache_bench.py [--rounds 2] [--app bench/apps/vite-react]
+
+The default app is of realistic size (React, TypeScript, a router, ESLint, Vitest: 127 MB of
+node_modules, `tsc && vite build`), with its npm lockfile; demo/site is the small sample.
+
+Each round, on a new local OSS root:
+1. first build on a cold instance with no cache anywhere (empty workspace: no npm cache, no node_modules);
+2. a rebuild on the same, now warm, instance, at once (the first build's OSS save still running);
+3. another rebuild once that save has finished;
+4. after that instance stops (/pre-stop flushes the OSS copy), a first build on another cold instance
+   that restores node_modules from OSS.
+Times are whole /invoke round trips (download, install, build, deploy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import oss2  # noqa: E402
+
+from oss_server import Account, LocalOss  # noqa: E402
+from tests.archives import pack_tar  # noqa: E402
+from tests.runtime_proc import start_runtime  # noqa: E402
+
+ACCOUNT = Account("STS.bench", "bench-secret", "bench-token")
+HEADERS = {
+    "x-fc-access-key-id": ACCOUNT.access_key_id,
+    "x-fc-access-key-secret": ACCOUNT.access_key_secret,
+    "x-fc-security-token": ACCOUNT.security_token,
+}
+EVENT = {"source": "oss://src/site.tar.gz", "target": {"bucket": "site", "prefix": "app/"}}
+
+
+def timed_build(rt) -> tuple[float, dict]:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    resp = rt.invoke(EVENT, headers=HEADERS, timeout=900)
+    elapsed = time.perf_counter() - started
+    if resp.status != 200:
+        raise SystemExit(f"build failed: {resp.body.decode()}")
+    return elapsed, resp.json()
+
+
+def one_round(work: str, app: str) -> dict[str, float]:
+    with LocalOss(os.path.join(work, "oss"), buckets=["src", "site"], accounts=[ACCOUNT]) as oss:
+        auth = oss2.StsAuth(*HEADERS.values(), auth_version="v4")
+        oss2.Bucket(auth, oss.endpoint, "src", region="cn-hangzhou").put_object("site.tar.gz", pack_tar(app))
+        env = {"FCBUILD_OSS_ENDPOINT": oss.endpoint}
+        first_rt = start_runtime(env, workdir=os.path.join(work, "instance-1"))
+        try:
+            t_first, first = timed_build(first_rt)
+            t_warm, warm = timed_build(first_rt)  # while the first build's OSS copy is still being saved
+            site = oss2.Bucket(auth, oss.endpoint, "site", region="cn-hangzhou")
+            deadline = time.monotonic() + 300
+            while not list(oss2.ObjectIteratorV2(site, prefix="app/.fcbuild/deps/")) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(1)  # the save has uploaded; let its thread finish measuring the entry
+            t_settled, settled = timed_build(first_rt)
+        finally:
+            first_rt.stop(timeout=120)
+        cold_rt = start_runtime(env, workdir=os.path.join(work, "instance-2"))
+        try:
+            t_oss, restored = timed_build(cold_rt)
+        finally:
+            cold_rt.stop(timeout=120)
+    hits = (first["cache"]["hit"], warm["cache"]["hit"], settled["cache"]["hit"], restored["cache"]["hit"])
+    if hits != ("miss", "warm", "warm", "oss"):
+        raise SystemExit(f"unexpected cache outcomes {hits}")
+    steps = (first["steps"], warm["steps"], settled["steps"], restored["steps"])
+    return {"first": t_first, "warm": t_warm, "settled": t_settled, "oss": t_oss, "steps": steps}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--app", default=os.path.join(ROOT, "bench", "apps", "vite-react"))
+    args = parser.parse_args()
+    app = os.path.abspath(args.app)
+    rounds = [one_round(tempfile.mkdtemp(prefix="fcbuild-cache-bench-"), app) for _ in range(args.rounds)]
+    first = statistics.median(r["first"] for r in rounds)
+    warm = statistics.median(r["warm"] for r in rounds)
+    settled = statistics.median(r["settled"] for r in rounds)
+    oss = statistics.median(r["oss"] for r in rounds)
+    print(f"{os.path.relpath(app, ROOT)} (npm), whole /invoke, median of {args.rounds} rounds:")
+    print(f"  first build, cold instance, no cache       {first:6.2f} s")
+    print(f"  rebuild on the warm instance, at once      {warm:6.2f} s   {first / warm:4.1f}x faster")
+    print(f"  rebuild, after the OSS save has finished   {settled:6.2f} s   {first / settled:4.1f}x faster")
+    print(f"  first build, cold instance, OSS cache      {oss:6.2f} s   {first / oss:4.1f}x faster")
+    for i, r in enumerate(rounds, 1):
+        for label, steps in zip(("first", "warm", "later", "oss"), r["steps"], strict=True):
+            print(f"  round {i} {label:5s} " + "  ".join(f"{k} {v:.2f}" for k, v in steps.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
