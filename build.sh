@@ -46,11 +46,12 @@ fi
 "$BUILD_VENV/bin/python" -c 'import crcmod._crcfunext' \
     || die "crcmod was installed without its C extension (CRC64 would be ~35x slower): check gcc and Python.h, then rm -rf $BUILD_VENV"
 
-# What oss2 and its dependencies drag in that fcbuild never imports (oss_io keeps oss2 from loading
-# its client-side encryption), and stdlib parts a server does not use: every byte bundled is
-# inflated again at every start.
+# What oss2 and the CDN SDK drag in that fcbuild never imports (oss_io keeps oss2 from loading its
+# client-side encryption, cdn_io keeps aliyunsdkcore from loading its RSA signer), and stdlib parts
+# a server does not use: every byte bundled is inflated again at every start.
 excludes=(
-    oss2.crypto oss2.crypto_bucket Crypto aliyunsdkcore aliyunsdkkms cryptography cffi pycparser jmespath
+    oss2.crypto oss2.crypto_bucket Crypto aliyunsdkkms cryptography cffi pycparser
+    aliyunsdkcore.auth.algorithm.sha_hmac256 aliyunsdkcore.vendored.requests.packages.urllib3.contrib.pyopenssl
     brotli brotlicffi zstandard socks simplejson chardet
     _codecs_cn _codecs_hk _codecs_iso2022 _codecs_jp _codecs_kr _codecs_tw _multibytecodec
     decimal _decimal _pydecimal bz2 _bz2 lzma _lzma
@@ -63,7 +64,8 @@ for module in "${excludes[@]}"; do exclude_args+=(--exclude-module "$module"); d
 rm -rf "$WORK" "$DIST/fcbuild-onefile" "$DIST/bootstrap"
 "$BUILD_VENV/bin/pyinstaller" --onefile --noconfirm --clean --log-level WARN --strip \
     --name fcbuild-onefile --distpath "$DIST" --workpath "$WORK" --specpath "$WORK" \
-    --hidden-import build_pipeline --hidden-import crcmod._crcfunext \
+    --hidden-import build_pipeline --hidden-import crcmod._crcfunext --hidden-import cdn_io \
+    --hidden-import aliyunsdkcdn.request.v20180510.RefreshObjectCachesRequest \
     "${exclude_args[@]}" fc_runtime.py
 # --no-compress: the FC code zip compresses anyway, and unpacking xz added ~0.5 s to every start.
 PATH="$(cd "$BUILD_VENV/bin" && pwd):$PATH" "$BUILD_VENV/bin/staticx" --no-compress "$DIST/fcbuild-onefile" "$DIST/bootstrap"

@@ -31,7 +31,7 @@ from archive import Limits, extract_archive, safe_member_path
 from build_request import BuildJob, parse_job
 from context import FcContext, redact
 from dep_cache import CacheOutcome, WarmCache, cache_key, pack, restore_from_archive
-from deploy_plan import plan_retention
+from deploy_plan import is_content_hashed, plan_retention
 from errors import (
     BuildFailed,
     BuildTimeout,
@@ -207,6 +207,10 @@ def run_build(
                 raise InvalidSource(f"the build output has a {META_DIR} folder, which fcbuild keeps for itself")
             with instance.target_lock(target.bucket, target.prefix):
                 plan, report, deleted = _deploy(ctx, job, output, storage, manifest_key, log)
+        cdn_report = None
+        if job.cdn is not None:
+            with steps.step("cdn"):
+                cdn_report = _refresh_cdn(ctx, job, [u.path for u in plan.uploads], settings, log)
         saved = _save_log(storage, target.bucket, log_key, build_log, log)
         cache.keep(to_oss=True)
     except FcBuildError as exc:
@@ -231,6 +235,7 @@ def run_build(
         "steps": steps.times,
         "durationSeconds": round(time.monotonic() - started, 3),
         "cache": cache.outcome.as_dict(),
+        **({"cdn": cdn_report.as_dict()} if cdn_report is not None else {}),
         "files": report.as_dict(),
         "releases": {"kept": job.keep_releases, "deletedObjects": deleted},
         "manifest": f"oss://{target.bucket}/{manifest_key}",
@@ -382,6 +387,19 @@ class _DependencyCache:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         warm.measure_and_evict(key)
+
+
+def _refresh_cdn(ctx: FcContext, job: BuildJob, changed: list[str], settings: PipelineSettings, log: Any) -> Any:
+    """After the switch: refresh the changed URLs a CDN may hold stale (not content-hashed ones)."""
+    import cdn_io
+
+    assert job.cdn is not None
+    stale = [p for p in changed if not is_content_hashed(p)]
+    url_prefix = job.cdn.path if job.cdn.path is not None else job.target.prefix
+    urls = cdn_io.refresh_urls_for(stale, job.cdn.domains, job.cdn.scheme, url_prefix)
+    if ctx.credentials is None:
+        return cdn_io.RefreshReport(urls=len(urls), error="no credentials for the CDN API")
+    return cdn_io.refresh(ctx.credentials, urls, region=ctx.region, endpoint=settings.cdn_endpoint, log=log)
 
 
 def _lower_thread_priority() -> None:

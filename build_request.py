@@ -35,6 +35,13 @@ class OssLocation:
 
 
 @dataclass(frozen=True)
+class CdnSpec:
+    domains: tuple[str, ...]
+    scheme: str = "https"
+    path: str | None = None  # the URL path of the target; None: the target prefix
+
+
+@dataclass(frozen=True)
 class BuildJob:
     source: OssLocation
     target: OssLocation
@@ -47,6 +54,7 @@ class BuildJob:
     registry: str | None = None
     cache_control: tuple[tuple[str, str], ...] = ()  # (glob, Cache-Control), first match wins
     keep_releases: int = 3  # earlier deploys whose objects stay until that many newer deploys
+    cdn: CdnSpec | None = None
 
     def secret_values(self) -> tuple[str, ...]:
         """Values of the request's build env: written into no saved log."""
@@ -55,7 +63,7 @@ class BuildJob:
 
 def parse_job(event: Mapping[str, Any]) -> BuildJob:
     """Validate a decoded invoke body into a BuildJob, or raise InvalidRequest naming the field."""
-    _only(event, "", {"source", "target", "build", "deploy"})
+    _only(event, "", {"source", "target", "build", "deploy", "cdn"})
     source = _location(_require(event, "source"), "source", want_object=True)
     target = _location(_require(event, "target"), "target", want_object=False)
     if source.is_archive and not source.key.lower().endswith(ARCHIVE_SUFFIXES):
@@ -78,6 +86,7 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
         registry=_registry(build.get("registry"), "build.registry"),
         cache_control=_cache_rules(deploy.get("cache_control", []), "deploy.cache_control"),
         keep_releases=_bounded_int(deploy.get("keep_releases", 3), "deploy.keep_releases", 0, 100),
+        cdn=_cdn(event.get("cdn"), "cdn"),
     )
 
 
@@ -183,6 +192,34 @@ def _timeout(value: Any, where: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TIMEOUT_S:
         raise InvalidRequest(f"{where}: expected a whole number of seconds from 1 to {MAX_TIMEOUT_S}, got {value!r}")
     return value
+
+
+_HOST_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9*]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+
+
+def _cdn(value: Any, where: str) -> CdnSpec | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        value = {"domains": value}
+    value = _object(value, where)
+    _only(value, f"{where}.", {"domains", "scheme", "path"})
+    domains = _require(value, "domains", f"{where}.")
+    if not isinstance(domains, list) or not 1 <= len(domains) <= 10:
+        raise InvalidRequest(f"{where}.domains: expected a list of 1 to 10 domain names")
+    for i, domain in enumerate(domains):
+        if not isinstance(domain, str) or not _HOST_RE.match(domain):
+            raise InvalidRequest(f"{where}.domains[{i}]: {domain!r} is not a domain name")
+    scheme = value.get("scheme", "https")
+    if scheme not in ("http", "https"):
+        raise InvalidRequest(f"{where}.scheme: expected http or https, got {scheme!r}")
+    path = value.get("path")
+    if path is not None:
+        path = _string(path, f"{where}.path").strip("/")
+        path = f"{path}/" if path else ""
+    return CdnSpec(tuple(domains), scheme, path)
 
 
 def _bounded_int(value: Any, where: str, low: int, high: int) -> int:

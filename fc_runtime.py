@@ -371,6 +371,11 @@ class FcServer(ThreadingHTTPServer):
                 pass
 
     @property
+    def wake_fd(self) -> int:
+        """Write end of the accept loop's wake-up pipe (non-blocking)."""
+        return self._wake_w
+
+    @property
     def stop_reason(self) -> str:
         return self._stop_reason
 
@@ -629,6 +634,9 @@ def main(argv: list[str]) -> int:
         return EXIT_STARTUP_FAILURE
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: server.request_stop(signal.Signals(signum).name))
+    # A signal may land on any thread; Python runs its handler in the main thread only once that
+    # thread leaves its system call. The wakeup fd makes the C-level handler wake the accept loop.
+    signal.set_wakeup_fd(server.wake_fd)
     host, port = server.server_address[:2]
     logger.info("fcbuild %s listening on %s:%d (pid %d)", __version__, host, port, os.getpid())
     server.start_warm_up()
@@ -637,6 +645,7 @@ def main(argv: list[str]) -> int:
         server.graceful_stop(server.stop_reason)
         server.wait_idle(timeout=5)
     finally:
+        signal.set_wakeup_fd(-1)
         server.server_close()
     logger.info("fcbuild exited cleanly")
     return EXIT_OK

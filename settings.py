@@ -57,6 +57,7 @@ class PipelineSettings:
     cache_max_bytes: int = 2048 * 1024 * 1024
     cache_bucket: str = ""  # empty: the target bucket
     cache_prefix: str = ""  # empty: <target prefix>.fcbuild/deps/
+    cdn_endpoint: str = ""  # empty: the CDN API's own
     # The environment as it was before the program started: the base of every child's
     # environment (filtered by CHILD_ENV_ALLOWLIST) and the source of the original PATH.
     launch_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
@@ -85,6 +86,7 @@ class PipelineSettings:
             cache_max_bytes=_positive(get, "FCBUILD_CACHE_MAX_MB", 2048, minimum=0) * 1024 * 1024,
             cache_bucket=get("FCBUILD_CACHE_BUCKET", ""),
             cache_prefix=get("FCBUILD_CACHE_PREFIX", ""),
+            cdn_endpoint=get("FCBUILD_CDN_ENDPOINT", "").rstrip("/"),
             launch_env=MappingProxyType(launch_environment(environ, frozen=frozen)),
         )
 
