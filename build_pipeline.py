@@ -9,36 +9,31 @@ through the `storage` client it is given (an `oss_io.OssClient`).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import glob
 import logging
 import os
 import re
-import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import oss_io
 from archive import Limits, extract_archive, safe_member_path
 from build_request import BuildJob, parse_job
+from build_runner import BuildLog, Runner
 from context import FcContext, redact
-from dep_cache import CacheOutcome, WarmCache, cache_key, pack, restore_from_archive
+from dep_cache import BuildCache, WarmCache
 from deploy_plan import is_content_hashed, plan_retention
 from errors import (
-    BuildFailed,
     BuildTimeout,
     FcBuildError,
     InvalidSource,
     NoSpace,
-    NotAvailable,
     SourceNotFound,
     Superseded,
 )
@@ -58,8 +53,6 @@ from toolchain import (
 
 logger = logging.getLogger(__name__)
 META_DIR = ".fcbuild/"  # under the target prefix: the manifest and build logs of this site
-TAIL_LINES = 30
-KILL_GRACE_S = 3.0
 
 
 def prepare_instance(settings: PipelineSettings, *, log: Any = logger) -> None:
@@ -173,8 +166,16 @@ def run_build(
         deadline = min(deadline, started + job.timeout_s)
     with steps.step("workspace"):
         workspace = _make_workspace(settings, ctx.request_id)
-    build_log = _BuildLog(os.path.join(workspace, "build.log"), secrets, log)
-    cache = _DependencyCache(ctx, job, instance, storage, workspace, "", log)
+    build_log = BuildLog(os.path.join(workspace, "build.log"), secrets, log)
+    cache = BuildCache(
+        instance.settings,
+        instance.warm_cache,
+        instance.in_background,
+        storage,
+        workspace,
+        oss_location=_cache_location(job, instance.settings),
+        log=log,
+    )
     try:
         _claim_target(ctx, job, storage)
         with steps.step("source"):
@@ -195,7 +196,7 @@ def run_build(
         cache.project = project
         with steps.step("cache"):
             cache.restore(pm, node)
-        run = _Runner(project, env, deadline, instance.children, build_log, log)
+        run = Runner(project, env, deadline, instance.children, build_log, log)
         with steps.step("install"):
             _install(run, job, pm, project, restored=cache.outcome.hit in ("warm", "oss"), log=log)
             cache.installed = True
@@ -246,7 +247,7 @@ def run_build(
 # --- dependencies ----------------------------------------------------------------------------
 
 
-def _install(run: _Runner, job: BuildJob, pm: PackageManager, project: str, *, restored: bool, log: Any) -> None:
+def _install(run: Runner, job: BuildJob, pm: PackageManager, project: str, *, restored: bool, log: Any) -> None:
     """The install step. `npm ci` deletes node_modules first, so on a restored tree npm runs
     `npm install` instead, and the lockfile must come through unchanged: if npm wanted to change
     it, the original is put back and a clean `npm ci` runs after all (what ci would have done)."""
@@ -267,126 +268,9 @@ def _install(run: _Runner, job: BuildJob, pm: PackageManager, project: str, *, r
         run("install", pm.install_argv())
 
 
-class _DependencyCache:
-    """One build's use of the dependency cache (see dep_cache)."""
-
-    def __init__(
-        self,
-        ctx: FcContext,
-        job: BuildJob,
-        instance: Instance,
-        storage: oss_io.OssClient,
-        workspace: str,
-        project: str,
-        log: Any,
-    ) -> None:
-        self.ctx, self.job, self.instance, self.storage = ctx, job, instance, storage
-        self.workspace, self.project, self.log = workspace, project, log
-        self.outcome = CacheOutcome()
-        self.installed = False
-        self._replace_oss = False
-
-    def _oss_location(self) -> tuple[str, str]:
-        settings = self.instance.settings
-        prefix = settings.cache_prefix or f"{self.job.target.prefix}{META_DIR}deps/"
-        return settings.cache_bucket or self.job.target.bucket, f"{prefix}{self.outcome.key}.tar.gz"
-
-    def restore(self, pm: PackageManager, node: NodeInstall) -> None:
-        settings = self.instance.settings
-        if not settings.cache_enabled or not pm.lockfile:
-            self.outcome.note = "no lockfile" if settings.cache_enabled else "disabled"
-            return
-        if os.path.exists(os.path.join(self.project, "node_modules")):
-            self.outcome.note = "the source has its own node_modules"
-            return
-        with open(os.path.join(self.project, pm.lockfile), "rb") as f:
-            self.outcome.key = cache_key(pm.lockfile, f.read(), node, pm)
-        started = time.monotonic()
-        if self.instance.warm_cache.take(self.outcome.key, self.project):
-            self.outcome.hit = "warm"
-        else:
-            self.outcome.hit = self._restore_from_oss()
-        self.outcome.restore_seconds = time.monotonic() - started
-        self.log.info("dependency cache %s (key %s)", self.outcome.hit, self.outcome.key[:16])
-
-    def _restore_from_oss(self) -> str:
-        bucket, key = self._oss_location()
-        archive = os.path.join(self.workspace, "deps.tar.gz")
-        settings = self.instance.settings
-        try:
-            self.storage.download_file(bucket, key, archive, max_bytes=settings.max_archive_bytes)
-        except SourceNotFound:
-            return "miss"
-        except FcBuildError as exc:
-            self.log.warning("dependency cache oss://%s/%s not read: %s", bucket, key, exc)
-            return "miss"
-        limits = Limits(settings.max_archive_bytes, settings.max_archive_files)
-        why = restore_from_archive(
-            archive, os.path.join(self.workspace, "deps"), self.outcome.key, self.project, limits
-        )
-        os.unlink(archive)
-        if why:
-            self.log.warning("dependency cache oss://%s/%s ignored and to be replaced: %s", bucket, key, why)
-            self.outcome.note = f"OSS entry ignored: {why}"
-            self._replace_oss = True
-            shutil.rmtree(os.path.join(self.project, "node_modules"), ignore_errors=True)
-            return "miss"
-        return "oss"
-
-    def keep(self, *, to_oss: bool) -> None:
-        """After the build: the installed tree goes back to the warm cache (a rename), and, after a
-        deploy, a packed copy goes to OSS in the background unless one is there already."""
-        key = self.outcome.key
-        if not key or not self.project:
-            return
-        warm = self.instance.warm_cache
-        try:
-            kept = self.installed and warm.put(key, self.project)
-        except OSError as exc:
-            self.log.warning("dependency cache not kept: %s", exc)
-            kept = False
-        if not kept:
-            warm.release(key)
-            self.outcome.saved = "nothing installed" if self.installed else "discarded (install failed)"
-            return
-        self.outcome.saved = "warm"
-        bucket, oss_key = self._oss_location()
-        upload = to_oss and (self._replace_oss or self.outcome.hit != "oss")
-        if upload:
-            self.outcome.saved = "warm+oss"
-        self.instance.in_background(f"cache-{key[:8]}", lambda: self._save(key, bucket, oss_key, upload))
-
-    def _save(self, key: str, bucket: str, oss_key: str, upload: bool) -> None:
-        """Background: copy the tree to OSS if it is not there. The warm entry is held only while its
-        hard-linked snapshot is made, so a rebuild right after this one does not wait for the upload."""
-        warm = self.instance.warm_cache
-        staging = os.path.join(self.instance.settings.workspace_root, "cache", f"save-{uuid.uuid4().hex}")
-        snapshot = os.path.join(staging, "node_modules")
-        try:
-            try:
-                needed = upload and (self._replace_oss or not self.storage.object_exists(bucket, oss_key))
-                os.makedirs(staging)
-                have = needed and warm.snapshot(key, snapshot)
-            finally:
-                warm.release(key)
-            if have:
-                _lower_thread_priority()  # packing must not slow the next build on the same instance
-                started = time.monotonic()
-                packed = os.path.join(staging, "deps.tar.gz")
-                pack(snapshot, key, packed)
-                size = self.storage.put_file(bucket, oss_key, packed, content_type="application/gzip")
-                self.log.info(
-                    "dependency cache saved to oss://%s/%s (%.1f MiB in %.1fs)",
-                    bucket,
-                    oss_key,
-                    size / 2**20,
-                    time.monotonic() - started,
-                )
-        except Exception as exc:  # a cache that cannot be saved costs the next cold build time, nothing else
-            self.log.warning("dependency cache not saved to oss://%s/%s: %s", bucket, oss_key, exc)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        warm.measure_and_evict(key)
+def _cache_location(job: BuildJob, settings: PipelineSettings) -> tuple[str, str]:
+    """Bucket and prefix of packed dependency trees in OSS: configured, else beside the site's own metadata."""
+    return settings.cache_bucket or job.target.bucket, settings.cache_prefix or f"{job.target.prefix}{META_DIR}deps/"
 
 
 def _refresh_cdn(ctx: FcContext, job: BuildJob, changed: list[str], settings: PipelineSettings, log: Any) -> Any:
@@ -400,13 +284,6 @@ def _refresh_cdn(ctx: FcContext, job: BuildJob, changed: list[str], settings: Pi
     if ctx.credentials is None:
         return cdn_io.RefreshReport(urls=len(urls), error="no credentials for the CDN API")
     return cdn_io.refresh(ctx.credentials, urls, region=ctx.region, endpoint=settings.cdn_endpoint, log=log)
-
-
-def _lower_thread_priority() -> None:
-    try:  # Linux: a nice value is per thread
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (OSError, AttributeError):
-        pass
 
 
 # --- deploying -------------------------------------------------------------------------------
@@ -625,109 +502,7 @@ def find_node_installs(settings: PipelineSettings) -> list[NodeInstall]:
     return installs
 
 
-# --- child processes --------------------------------------------------------------------------
-
-
-class _BuildLog:
-    """The build's output: streamed to the log with the request id, written (redacted) to a file
-    that is saved next to the deploy, and its tail kept for the error message."""
-
-    def __init__(self, path: str, secrets: tuple[str, ...], log: Any) -> None:
-        self.path = path
-        self.secrets = secrets
-        self.log = log
-        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (lives as long as the build)
-        self._lock = threading.Lock()
-
-    def line(self, step: str, text: str) -> None:
-        text = redact(text.rstrip("\r\n"), self.secrets)[:2000]
-        with self._lock:
-            self.tail.append(text)
-            if not self._file.closed:
-                self._file.write(f"[{step}] {text}\n")
-        self.log.info("[%s] %s", step, text)
-
-    def tail_text(self) -> str:
-        with self._lock:
-            return "\n".join(self.tail)
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._file.closed:
-                self._file.close()
-
-
-class _Runner:
-    """Runs one command at a time in its own process group, with the build's deadline."""
-
-    def __init__(self, cwd: str, env: dict[str, str], deadline: float, children: Any, out: _BuildLog, log: Any):
-        self.cwd, self.env, self.deadline, self.children, self.out, self.log = cwd, env, deadline, children, out, log
-
-    def __call__(self, step: str, argv: tuple[str, ...]) -> None:
-        self.out.line(step, f"$ {shlex.join(argv)}")
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise BuildTimeout(f"no time left for {step} before the function's deadline")
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=self.cwd,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: npm spawns node, node spawns more
-            )
-        except FileNotFoundError:
-            raise NotAvailable(f"{step}: {argv[0]!r} not found (PATH={self.env.get('PATH')})") from None
-        self.children.add(proc.pid)
-        reader = threading.Thread(target=self._pump, args=(proc, step), daemon=True)
-        reader.start()
-        try:
-            try:
-                code = proc.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                self.log.warning("%s: deadline reached; terminating process group %d", step, proc.pid)
-                _terminate_group(proc)
-                reader.join(5)
-                raise BuildTimeout(
-                    f"{step} `{shlex.join(argv)}` passed its deadline ({remaining:.0f}s left when it started) and "
-                    f"its process group was killed. Last lines:\n{self.out.tail_text()}"
-                ) from None
-        finally:
-            _signal_group(proc.pid, signal.SIGKILL)  # no orphan outlives its step (watchers, daemons)
-            self.children.discard(proc.pid)
-        reader.join(5)
-        if code != 0:
-            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
-            raise BuildFailed(f"{step} `{shlex.join(argv)}` {how}. Last lines:\n{self.out.tail_text()}")
-
-    def _pump(self, proc: subprocess.Popen, step: str) -> None:
-        assert proc.stdout is not None
-        for raw in iter(proc.stdout.readline, b""):
-            self.out.line(step, raw.decode("utf-8", "replace"))
-        proc.stdout.close()
-
-
-def _terminate_group(proc: subprocess.Popen) -> None:
-    _signal_group(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=KILL_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-    _signal_group(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _save_log(storage: oss_io.OssClient, bucket: str, key: str, build_log: _BuildLog, log: Any) -> str:
+def _save_log(storage: oss_io.OssClient, bucket: str, key: str, build_log: BuildLog, log: Any) -> str:
     """Best effort: a log that cannot be saved must not turn a result into a failure."""
     build_log.close()
     try:

@@ -25,11 +25,13 @@ import shutil
 import tarfile
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from archive import Limits, extract_archive
-from errors import FcBuildError
+from errors import FcBuildError, SourceNotFound
 from toolchain import NodeInstall, PackageManager
 
 MARKER = ".fcbuild-cache.json"  # inside every packed entry: the key it was made for
@@ -170,6 +172,137 @@ def pack(tree: str, key: str, dest: str) -> None:
             tar.add(tree, arcname="node_modules")
     finally:
         os.unlink(marker)
+
+
+class BuildCache:
+    """One build's use of the cache: restore before install, keep after the build."""
+
+    def __init__(
+        self,
+        settings: Any,
+        warm_cache: WarmCache,
+        in_background: Callable[[str, Callable[[], None]], None],
+        storage: Any,
+        workspace: str,
+        *,
+        oss_location: tuple[str, str],
+        log: Any,
+    ) -> None:
+        """`storage` is the request's oss_io.OssClient; `oss_location` the (bucket, prefix) of packed trees."""
+        self.settings, self.warm_cache, self.in_background, self.storage = settings, warm_cache, in_background, storage
+        self.workspace, self.log = workspace, log
+        self.oss_bucket, self.oss_prefix = oss_location
+        self.project = ""
+        self.outcome = CacheOutcome()
+        self.installed = False
+        self._replace_oss = False
+
+    def _oss_location(self) -> tuple[str, str]:
+        return self.oss_bucket, f"{self.oss_prefix}{self.outcome.key}.tar.gz"
+
+    def restore(self, pm: PackageManager, node: NodeInstall) -> None:
+        settings = self.settings
+        if not settings.cache_enabled or not pm.lockfile:
+            self.outcome.note = "no lockfile" if settings.cache_enabled else "disabled"
+            return
+        if os.path.exists(os.path.join(self.project, "node_modules")):
+            self.outcome.note = "the source has its own node_modules"
+            return
+        with open(os.path.join(self.project, pm.lockfile), "rb") as f:
+            self.outcome.key = cache_key(pm.lockfile, f.read(), node, pm)
+        started = time.monotonic()
+        if self.warm_cache.take(self.outcome.key, self.project):
+            self.outcome.hit = "warm"
+        else:
+            self.outcome.hit = self._restore_from_oss()
+        self.outcome.restore_seconds = time.monotonic() - started
+        self.log.info("dependency cache %s (key %s)", self.outcome.hit, self.outcome.key[:16])
+
+    def _restore_from_oss(self) -> str:
+        bucket, key = self._oss_location()
+        archive = os.path.join(self.workspace, "deps.tar.gz")
+        settings = self.settings
+        try:
+            self.storage.download_file(bucket, key, archive, max_bytes=settings.max_archive_bytes)
+        except SourceNotFound:
+            return "miss"
+        except FcBuildError as exc:
+            self.log.warning("dependency cache oss://%s/%s not read: %s", bucket, key, exc)
+            return "miss"
+        limits = Limits(settings.max_archive_bytes, settings.max_archive_files)
+        why = restore_from_archive(
+            archive, os.path.join(self.workspace, "deps"), self.outcome.key, self.project, limits
+        )
+        os.unlink(archive)
+        if why:
+            self.log.warning("dependency cache oss://%s/%s ignored and to be replaced: %s", bucket, key, why)
+            self.outcome.note = f"OSS entry ignored: {why}"
+            self._replace_oss = True
+            shutil.rmtree(os.path.join(self.project, "node_modules"), ignore_errors=True)
+            return "miss"
+        return "oss"
+
+    def keep(self, *, to_oss: bool) -> None:
+        """After the build: the installed tree goes back to the warm cache (a rename), and, after a
+        deploy, a packed copy goes to OSS in the background unless one is there already."""
+        key = self.outcome.key
+        if not key or not self.project:
+            return
+        warm = self.warm_cache
+        try:
+            kept = self.installed and warm.put(key, self.project)
+        except OSError as exc:
+            self.log.warning("dependency cache not kept: %s", exc)
+            kept = False
+        if not kept:
+            warm.release(key)
+            self.outcome.saved = "nothing installed" if self.installed else "discarded (install failed)"
+            return
+        self.outcome.saved = "warm"
+        bucket, oss_key = self._oss_location()
+        upload = to_oss and (self._replace_oss or self.outcome.hit != "oss")
+        if upload:
+            self.outcome.saved = "warm+oss"
+        self.in_background(f"cache-{key[:8]}", lambda: self._save(key, bucket, oss_key, upload))
+
+    def _save(self, key: str, bucket: str, oss_key: str, upload: bool) -> None:
+        """Background: copy the tree to OSS if it is not there. The warm entry is held only while its
+        hard-linked snapshot is made, so a rebuild right after this one does not wait for the upload."""
+        warm = self.warm_cache
+        staging = os.path.join(self.settings.workspace_root, "cache", f"save-{uuid.uuid4().hex}")
+        snapshot = os.path.join(staging, "node_modules")
+        try:
+            try:
+                needed = upload and (self._replace_oss or not self.storage.object_exists(bucket, oss_key))
+                os.makedirs(staging)
+                have = needed and warm.snapshot(key, snapshot)
+            finally:
+                warm.release(key)
+            if have:
+                _lower_thread_priority()  # packing must not slow the next build on the same instance
+                started = time.monotonic()
+                packed = os.path.join(staging, "deps.tar.gz")
+                pack(snapshot, key, packed)
+                size = self.storage.put_file(bucket, oss_key, packed, content_type="application/gzip")
+                self.log.info(
+                    "dependency cache saved to oss://%s/%s (%.1f MiB in %.1fs)",
+                    bucket,
+                    oss_key,
+                    size / 2**20,
+                    time.monotonic() - started,
+                )
+        except Exception as exc:  # a cache that cannot be saved costs the next cold build time, nothing else
+            self.log.warning("dependency cache not saved to oss://%s/%s: %s", bucket, oss_key, exc)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        warm.measure_and_evict(key)
+
+
+def _lower_thread_priority() -> None:
+    try:  # Linux: a nice value is per thread
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (OSError, AttributeError):
+        pass
 
 
 def restore_from_archive(archive: str, scratch: str, key: str, project: str, limits: Limits) -> str:

@@ -48,6 +48,16 @@ class Response:
         return json.loads(self.body)
 
 
+def function_error(resp: Response, error_type: str) -> dict[str, Any]:
+    """Assert FC's function-error answer (404, x-fc-status 404, errorType, errorMessage, requestId); return the body."""
+    assert resp.status == 404, resp.body
+    assert resp.headers["x-fc-status"] == "404"
+    body = resp.json()
+    assert body["errorType"] == error_type, body
+    assert body["errorMessage"] and body["requestId"], body
+    return body
+
+
 @dataclass
 class RuntimeProcess:
     proc: subprocess.Popen

@@ -17,7 +17,7 @@ import pytest
 from oss_server import LocalOss
 from tests.archives import FIXTURES, big_file_zip, hostile_archives, many_files_tar, pack_tar, pack_zip
 from tests.conftest import AK, REGION, STS
-from tests.runtime_proc import start_runtime
+from tests.runtime_proc import function_error, start_runtime
 
 TINY = os.path.join(FIXTURES, "tiny")
 CREDS = {
@@ -83,11 +83,7 @@ def build(runtime, source, prefix, build=None, **kw):
 
 
 def error_of(resp, error_type):
-    assert resp.status == 404, resp.body
-    assert resp.headers["x-fc-status"] == "404"
-    body = resp.json()
-    assert body["errorType"] == error_type, body
-    return body["errorMessage"]
+    return function_error(resp, error_type)["errorMessage"]
 
 
 def test_build_and_deploy(oss, runtime):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.runtime_proc import start_runtime
+from tests.runtime_proc import function_error, start_runtime
 
 SECRET = "hdr-SECRET-5f1e2d"
 TOKEN = "hdr-TOKEN-99aa77"
@@ -36,16 +36,6 @@ def runtime():
     rt.kill()
 
 
-def assert_function_error(resp, error_type):
-    assert resp.status == 404, resp.body
-    assert resp.headers["x-fc-status"] == "404"
-    body = resp.json()
-    assert body["errorType"] == error_type, body
-    assert body["errorMessage"]
-    assert body["requestId"]
-    return body
-
-
 def test_initialize_is_idempotent(runtime):
     first = runtime.request("POST", "/initialize", request_id="init-1")
     assert (first.status, first.headers["x-fc-status"]) == (200, "200")
@@ -58,7 +48,7 @@ def test_initialize_is_idempotent(runtime):
 
 def test_invoke_without_initialize_and_markers(runtime):
     resp = runtime.invoke({"source": 1}, request_id="inv-1", headers=CRED_HEADERS)
-    body = assert_function_error(resp, "InvalidRequest")
+    body = function_error(resp, "InvalidRequest")
     assert body["requestId"] == "inv-1"
     assert "source" in body["errorMessage"]
     out = runtime.output()
@@ -82,19 +72,19 @@ def test_invoke_without_initialize_and_markers(runtime):
 )
 def test_invalid_requests(runtime, body, field):
     resp = runtime.invoke(body)
-    assert field in assert_function_error(resp, "InvalidRequest")["errorMessage"]
+    assert field in function_error(resp, "InvalidRequest")["errorMessage"]
 
 
 def test_oversized_body_is_refused_and_connection_survives(runtime):
     resp = runtime.invoke(b" " * (32 * 1024 * 1024 + 1))
-    assert "limit" in assert_function_error(resp, "InvalidRequest")["errorMessage"]
+    assert "limit" in function_error(resp, "InvalidRequest")["errorMessage"]
     assert runtime.request("GET", "/health").status == 200
 
 
 def test_content_type_does_not_matter(runtime):
     for ctype in ("application/octet-stream", "application/json", "text/plain"):
         resp = runtime.invoke(b"[]", headers={"Content-Type": ctype})
-        assert_function_error(resp, "InvalidRequest")
+        function_error(resp, "InvalidRequest")
 
 
 def test_chunked_body(runtime):
@@ -113,7 +103,7 @@ def test_valid_request_is_never_a_fake_success(runtime):
 
 def test_control_path_routing(runtime):
     resp = runtime.request("POST", "/", b"[]", headers={"x-fc-control-path": "/invoke"})
-    assert_function_error(resp, "InvalidRequest")
+    function_error(resp, "InvalidRequest")
     resp = runtime.request("POST", "/", b"", headers={"x-fc-control-path": "/initialize"})
     assert resp.status == 200 and resp.json()["initialized"] is True
 
