@@ -61,9 +61,15 @@ excludes=(
 exclude_args=()
 for module in "${excludes[@]}"; do exclude_args+=(--exclude-module "$module"); done
 
+# glibc loads libgcc_s at run time (no binary links it, so PyInstaller does not see it) when a thread
+# ends with pthread_exit, as Python's daemon threads do at exit; without it the process aborts.
+libgcc_s=$(readlink -f "$(gcc -print-file-name=libgcc_s.so.1)")
+[ -f "$libgcc_s" ] || die "no libgcc_s.so.1 found through gcc: apt-get install libgcc-s1"
+
 rm -rf "$WORK" "$DIST/fcbuild-onefile" "$DIST/bootstrap"
 "$BUILD_VENV/bin/pyinstaller" --onefile --noconfirm --clean --log-level WARN --strip \
     --name fcbuild-onefile --distpath "$DIST" --workpath "$WORK" --specpath "$WORK" \
+    --add-binary "$libgcc_s:." \
     --hidden-import build_pipeline --hidden-import crcmod._crcfunext --hidden-import cdn_io \
     --hidden-import aliyunsdkcdn.request.v20180510.RefreshObjectCachesRequest \
     "${exclude_args[@]}" fc_runtime.py
