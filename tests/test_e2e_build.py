@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 import urllib.request
 
@@ -267,3 +268,26 @@ def test_request_can_name_commands_and_output(oss, runtime, tmp_path):
     )
     assert resp.status == 200, resp.body
     assert resp.json()["outputDir"] == "site-out"
+
+
+def test_node_from_fc_style_install_folders(oss, tmp_path):
+    """FC's image keeps Node installs under /var/fc/lang/nodejs*; here a folder laid out the same way
+    (nodejs20/bin/node) is searched through FCBUILD_NODE_PATHS and chosen for node_version "20"."""
+    node = shutil.which("node")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    major = version.lstrip("v").split(".")[0]
+    lang = tmp_path / "lang" / f"nodejs{major}" / "bin"
+    lang.mkdir(parents=True)
+    for tool in ("node", "npm", "npx", "corepack"):
+        real = shutil.which(tool)
+        if real:
+            os.symlink(os.path.realpath(real) if tool == "node" else real, lang / tool)
+    rt = start_runtime(runtime_env(oss, FCBUILD_NODE_PATHS=str(tmp_path / "lang" / "nodejs*")))
+    try:
+        put_source(oss, "tiny.tar.gz", pack_tar(TINY))
+        resp = build(rt, "oss://src/tiny.tar.gz", "fcnode/", {"node_version": major})
+        assert resp.status == 200, resp.body
+        assert resp.json()["node"] == {"version": version, "path": str(lang)}
+        assert f"Node.js {version} at {lang} for '{major}' from request" in rt.output()
+    finally:
+        assert rt.stop() == 0
