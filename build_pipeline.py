@@ -57,9 +57,13 @@ META_DIR = ".fcbuild/"  # under the target prefix: the manifest and build logs o
 
 def prepare_instance(settings: PipelineSettings, *, log: Any = logger) -> None:
     """Once per instance: the workspace root and the shared caches exist."""
-    for sub in ("", "cache", "home"):
-        os.makedirs(os.path.join(settings.workspace_root, sub), exist_ok=True)
+    _ensure_root(settings)
     log.info("workspace root %s ready", settings.workspace_root)
+
+
+def _ensure_root(settings: PipelineSettings) -> None:
+    for sub in ("cache", "home"):
+        os.makedirs(os.path.join(settings.workspace_root, sub), exist_ok=True)
 
 
 class Instance:
@@ -404,8 +408,7 @@ def _safe_name(text: str) -> str:
 
 def _make_workspace(settings: PipelineSettings, request_id: str) -> str:
     root = settings.workspace_root
-    for sub in ("cache", "home"):
-        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    _ensure_root(settings)  # an invoke may come without /initialize
     free_mb = shutil.disk_usage(root).free // 2**20
     if free_mb < settings.min_free_mb:
         raise NoSpace(f"{root}: {free_mb} MB free, {settings.min_free_mb} MB needed (raise the function's disk size)")

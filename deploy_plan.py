@@ -65,7 +65,6 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 IMMUTABLE_DIRS = ("_next/static/",)  # frameworks that promise content-addressed folders
 ENTRY_SUFFIXES = (".html", ".htm")
-MANIFEST_VERSION = 1
 
 
 @dataclass(frozen=True)

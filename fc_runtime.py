@@ -181,9 +181,6 @@ class RequestLog(logging.LoggerAdapter):
     def marker(self, text: str) -> None:
         self.info("%s RequestId: %s", text, self.request_id, extra={"raw": True})
 
-    def child(self, name: str) -> RequestLog:
-        return RequestLog(self.logger.getChild(name), self.request_id, self.extra["secrets"])  # type: ignore[index]
-
 
 # --- outcomes -> responses ----------------------------------------------------------------
 

@@ -162,10 +162,6 @@ class _Progress:
         )
 
 
-class _Retryable(Exception):
-    """A failure worth another attempt (wraps the original)."""
-
-
 class OssClient:
     """OSS I/O for one request. Thread-safe: transfers run on its own thread pools."""
 
@@ -327,11 +323,15 @@ class OssClient:
 
     def put_file(self, bucket: str, key: str, path: str, *, content_type: str, cache_control: str = "no-cache") -> int:
         """Upload one local file (multipart when large, CRC64-checked). Returns its size."""
-        md5 = hashlib.md5()
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                md5.update(chunk)
-        upload = Upload(os.path.basename(path), os.path.getsize(path), md5.hexdigest(), content_type, cache_control)
+        size = os.path.getsize(path)
+        md5 = ""
+        if size < self.multipart_threshold:  # sent as Content-MD5; multipart parts are checked by CRC64
+            digest = hashlib.md5()
+            with open(path, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    digest.update(chunk)
+            md5 = digest.hexdigest()
+        upload = Upload(os.path.basename(path), size, md5, content_type, cache_control)
         progress = _Progress(self.log, "uploaded", 1, upload.size)
         try:
             with concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="oss-part") as parts:

@@ -294,6 +294,9 @@ class Store:
                 self._index[bucket] = index
             return index
 
+    def _meta_path(self, bucket: str, key: str) -> str:
+        return self._dir(bucket, "meta", hashlib.sha256(key.encode()).hexdigest() + ".json")
+
     def temp_path(self, bucket: str) -> str:
         return self._dir(bucket, "tmp", uuid.uuid4().hex)
 
@@ -310,7 +313,7 @@ class Store:
         """Make `temp_file` the object's data, atomically replacing any previous version."""
         meta.data_file = uuid.uuid4().hex
         os.rename(temp_file, self._dir(bucket, "objects", meta.data_file))
-        meta_path = self._dir(bucket, "meta", hashlib.sha256(meta.key.encode()).hexdigest() + ".json")
+        meta_path = self._meta_path(bucket, meta.key)
         with self._lock:
             index = self.objects(bucket)
             old = index.get(meta.key)
@@ -326,7 +329,7 @@ class Store:
             self._unlink_data(bucket, old)
 
     def delete(self, bucket: str, key: str) -> bool:
-        meta_path = self._dir(bucket, "meta", hashlib.sha256(key.encode()).hexdigest() + ".json")
+        meta_path = self._meta_path(bucket, key)
         with self._lock:
             old = self.objects(bucket).pop(key, None)
             if old is None:
@@ -784,22 +787,30 @@ class OssHandler(BaseHTTPRequestHandler):
         except BaseException:
             _remove(path)
             raise
-        expected = self.headers.get("Content-MD5")
-        if expected is not None and expected != base64.b64encode(md5.digest()).decode():
+        try:
+            self._check_md5(md5.digest())
+        except OssError:
             _remove(path)
-            raise OssError(400, "InvalidDigest", "The Content-MD5 you specified is not valid.", "0002-00000017")
+            raise
         return path, size, md5.digest(), crc
 
     def _read_small_body(self, limit: int = 1 << 20) -> bytes:
         data = b"".join(self._body_chunks())
         if len(data) > limit:
             raise OssError(400, "MalformedXML", "The XML you provided was not well-formed.")
-        expected = self.headers.get("Content-MD5")
-        if expected is not None and expected != base64.b64encode(hashlib.md5(data).digest()).decode():
-            raise OssError(400, "InvalidDigest", "The Content-MD5 you specified is not valid.", "0002-00000017")
+        self._check_md5(hashlib.md5(data).digest())
         return data
 
+    def op_unsupported(self, req: Request, *, corrupt: bool) -> None:
+        raise OssError(400, "NotImplemented", f"This local server does not implement {req.method} with {req.query}.")
+
     # helpers
+
+    def _check_md5(self, digest: bytes) -> None:
+        """Content-MD5, when the request sent one, must match the body received."""
+        expected = self.headers.get("Content-MD5")
+        if expected is not None and expected != base64.b64encode(digest).decode():
+            raise OssError(400, "InvalidDigest", "The Content-MD5 you specified is not valid.", "0002-00000017")
 
     def _bucket(self, req: Request) -> None:
         if not req.bucket:
@@ -1265,13 +1276,6 @@ def _operation(req: Request) -> str:
     if m == "DELETE":
         return "abort_multipart" if req.has("uploadId") else "delete_object"
     return "unsupported"
-
-
-def _op_unsupported(self: OssHandler, req: Request, *, corrupt: bool) -> None:
-    raise OssError(400, "NotImplemented", f"This local server does not implement {req.method} with {req.query}.")
-
-
-OssHandler.op_unsupported = _op_unsupported  # type: ignore[attr-defined]
 
 
 def _list_page(
