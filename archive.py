@@ -146,6 +146,8 @@ def _extract_tar(tar: tarfile.TarFile, dest: str, limits: Limits) -> None:
 
 
 def _make_links(dest: str, links: list[tuple[str, str, bool, str]]) -> None:
+    """Make the links, each resolved through those made before it; then check every symlink
+    again through all of them: a chain (`y -> ..` beside `l1 -> y/..`) passes each check alone."""
     for path, target, symbolic, name in links:
         _parent_ready(dest, path, name)
         if os.path.lexists(path):
@@ -156,6 +158,11 @@ def _make_links(dest: str, links: list[tuple[str, str, bool, str]]) -> None:
             if not os.path.isfile(target) or os.path.islink(target) or not _inside(dest, target):
                 raise InvalidSource(f"source archive: hard link {name!r} does not name a file in the archive")
             os.link(target, path)
+        if symbolic and not _inside(dest, path):
+            raise InvalidSource(f"source archive: link {name!r} -> {target!r} leads out of the project")
+    for path, target, symbolic, name in links:
+        if symbolic and not _inside(dest, path):
+            raise InvalidSource(f"source archive: link {name!r} -> {target!r} leads out of the project")
 
 
 def _extract_zip(archive: str, dest: str, limits: Limits) -> None:

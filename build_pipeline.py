@@ -10,35 +10,42 @@ through the `storage` client it is given (an `oss_io.OssClient`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
+import hashlib
 import logging
 import os
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import oss_io
+import sandbox
 from archive import Limits, extract_archive, safe_member_path
 from build_request import BuildJob, parse_job
-from build_runner import BuildLog, Runner
+from build_runner import BuildLog, Containment, Runner
 from context import FcContext, redact
 from dep_cache import BuildCache, WarmCache
 from deploy_plan import is_content_hashed, plan_retention
 from errors import (
+    BuildFailed,
     BuildTimeout,
+    Busy,
+    DiskFull,
     FcBuildError,
     InvalidSource,
-    NoSpace,
+    NotAvailable,
     SourceNotFound,
     Superseded,
 )
 from settings import PipelineSettings
+from tool_cache import PackageManagerReleases
 from toolchain import (
+    BuildPaths,
     NodeInstall,
     PackageManager,
     build_argv,
@@ -62,22 +69,60 @@ def prepare_instance(settings: PipelineSettings, *, log: Any = logger) -> None:
 
 
 def _ensure_root(settings: PipelineSettings) -> None:
-    for sub in ("cache", "home"):
-        os.makedirs(os.path.join(settings.workspace_root, sub), exist_ok=True)
+    """The workspace root: builds may pass through it (0711) but list nothing; `cache/` is the
+    runtime's alone (0700); `tools/` (package-manager releases) is readable, not writable."""
+    root = settings.workspace_root
+    for sub, mode in (("", 0o711), ("ws", 0o711), ("cache", 0o700), ("tools", 0o755)):
+        path = os.path.join(root, sub) if sub else root
+        os.makedirs(path, exist_ok=True)
+        if os.stat(path).st_uid == os.geteuid():
+            os.chmod(path, mode)
+    if sandbox.is_root():
+        closed = sandbox.closed_ancestor(root)
+        if closed:
+            raise NotAvailable(
+                f"FCBUILD_WORKSPACE_ROOT {root} cannot be reached by the build users: {closed} is closed to "
+                "others (mode o-x); choose a folder under /tmp"
+            )
+
+
+def build_uids(settings: PipelineSettings) -> list[int] | None:
+    """The build users' uids when the runtime is root (one per slot), else None."""
+    if not sandbox.is_root():
+        return None
+    first, _ = settings.build_uids
+    return [first + i for i in range(settings.max_builds)]
 
 
 class Instance:
-    """What outlives one invocation on this instance: the build process groups, a lock per target
-    (two deploys to one target never interleave here), and work left running in the background
-    (flushed at stop). Made once by the runtime and kept on its server object."""
+    """What outlives one invocation on this instance: the build slots (and their users), the
+    processes builds start, a lock per target (builds of one target run one at a time here, at
+    the same path), the caches, and work left running in the background (flushed at stop).
+    Made once by the runtime and kept on its server object."""
 
-    def __init__(self, settings: PipelineSettings, children: Any) -> None:
+    def __init__(
+        self,
+        settings: PipelineSettings,
+        children: Any,
+        known_secrets: Callable[[], tuple[str, ...]] = lambda: (),
+        log: Any = logger,
+    ) -> None:
         self.settings = settings
         self.children = children
+        self.known_secrets = known_secrets  # every credential the runtime has seen: redacted everywhere
         self._lock = threading.Lock()
         self._targets: dict[tuple[str, str], threading.Lock] = {}
         self._background: list[threading.Thread] = []
+        _ensure_root(settings)
+        uids = build_uids(settings)
+        if uids is not None:
+            for problem in sandbox.ensure_accounts(uids):
+                log.warning("%s", problem)
+        self.slots = sandbox.Slots(settings.max_builds, uids)
+        self.build_uid_set = frozenset(uids or ())
+        self.containment = Containment(children)
         self.warm_cache = WarmCache(os.path.join(settings.workspace_root, "cache", "deps"), settings.cache_max_bytes)
+        self.releases = PackageManagerReleases(os.path.join(settings.workspace_root, "tools", "corepack"))
 
     def target_lock(self, bucket: str, prefix: str) -> threading.Lock:
         with self._lock:
@@ -98,6 +143,13 @@ class Instance:
             thread.join(max(0.0, deadline - time.monotonic()))
         return sum(t.is_alive() for t in pending)
 
+    def end_all(self) -> int:
+        """At stop: no process any build started survives the runtime."""
+        uids = build_uids(self.settings)
+        if uids is None:
+            return sandbox.end_descendants(())
+        return sum(sandbox.end_uid(uid, uid) for uid in uids)
+
 
 def handle_invoke(ctx: FcContext, event: Mapping[str, Any], *, instance: Instance, log: Any) -> dict[str, Any]:
     """The one entry point the runtime calls: validate, then build and deploy.
@@ -115,12 +167,15 @@ def handle_invoke(ctx: FcContext, event: Mapping[str, Any], *, instance: Instanc
         log.info("request %s already deployed at %s; not deploying again", ctx.request_id, earlier.get("finishedAt"))
         return {**earlier["result"], "replayed": True}
     status = {"requestId": ctx.request_id, "attempt": ctx.retry_count + 1, "startedAt": _utc(ctx.started_wall)}
-    storage.put_json(bucket, key, {**status, "status": "running"})
+    storage.put_json(bucket, key, {**status, "status": "running"}, private=True)
     try:
         result = run_build(ctx, job, instance=instance, storage=storage, log=log)
     except Exception as exc:
         error_type = exc.error_type if isinstance(exc, FcBuildError) else "Internal"
-        failure = {"errorType": error_type, "errorMessage": redact(str(exc), ctx.secrets())}
+        failure = {
+            "errorType": error_type,
+            "errorMessage": redact(str(exc), (*instance.known_secrets(), *ctx.secrets(), *job.secret_values())),
+        }
         _put_quietly(storage, bucket, key, {**status, "status": "failed", "finishedAt": _utc(), "error": failure}, log)
         raise
     _put_quietly(storage, bucket, key, {**status, "status": "succeeded", "finishedAt": _utc(), "result": result}, log)
@@ -129,7 +184,7 @@ def handle_invoke(ctx: FcContext, event: Mapping[str, Any], *, instance: Instanc
 
 def _put_quietly(storage: oss_io.OssClient, bucket: str, key: str, doc: dict, log: Any) -> None:
     try:
-        storage.put_json(bucket, key, doc)
+        storage.put_json(bucket, key, doc, private=True)
     except FcBuildError as exc:
         log.warning("could not write the status oss://%s/%s: %s", bucket, key, exc)
 
@@ -151,6 +206,38 @@ def marker_key(job: BuildJob) -> str:
     return f"{job.target.prefix}{META_DIR}deploying.json"
 
 
+def site_id(job: BuildJob) -> str:
+    """A target's name on this instance's disk: its workspace and its caches."""
+    return hashlib.sha256(f"{job.target.bucket}\0{job.target.prefix}".encode()).hexdigest()[:20]
+
+
+@contextlib.contextmanager
+def _turn(instance: Instance, job: BuildJob, site: str, log: Any) -> Iterator[sandbox.Slot]:
+    """Wait for this target's turn (one build of a target at a time here), then for a build slot;
+    both within FCBUILD_QUEUE_WAIT_S, else Busy."""
+    wait = instance.settings.queue_wait_s
+    started = time.monotonic()
+    lock = instance.target_lock(job.target.bucket, job.target.prefix)
+    if not lock.acquire(timeout=wait):
+        raise Busy(
+            f"another build of oss://{job.target.bucket}/{job.target.prefix} kept this instance busy for {wait}s "
+            "(FCBUILD_QUEUE_WAIT_S); retry when it has finished"
+        )
+    try:
+        left = max(0.0, wait - (time.monotonic() - started))
+        site_caches = os.path.join(instance.settings.workspace_root, "cache", "sites", site)
+        slot = instance.slots.acquire(left, prefer_uid=lambda: sandbox.tree_owner(site_caches))
+        try:
+            waited = time.monotonic() - started
+            if waited > 1:
+                log.info("waited %.1fs for a build slot", waited)
+            yield slot
+        finally:
+            instance.slots.release(slot)
+    finally:
+        lock.release()
+
+
 def run_build(
     ctx: FcContext,
     job: BuildJob,
@@ -159,76 +246,106 @@ def run_build(
     storage: oss_io.OssClient,
     log: Any,
 ) -> dict[str, Any]:
+    started = time.monotonic()
+    site = site_id(job)
+    with _turn(instance, job, site, log) as slot:
+        result = _run_in_slot(ctx, job, instance=instance, storage=storage, log=log, slot=slot, site=site)
+    result["queueSeconds"] = round(result.pop("_started") - started, 3)
+    result["durationSeconds"] = round(time.monotonic() - started, 3)
+    return result
+
+
+def _run_in_slot(
+    ctx: FcContext,
+    job: BuildJob,
+    *,
+    instance: Instance,
+    storage: oss_io.OssClient,
+    log: Any,
+    slot: sandbox.Slot,
+    site: str,
+) -> dict[str, Any]:
     settings = instance.settings
     started = time.monotonic()
     steps = _Steps(log)
     manifest_key, log_key = meta_keys(job, ctx.request_id)
     target = job.target
-    secrets = (*ctx.secrets(), *job.secret_values())
+
+    def secrets() -> tuple[str, ...]:
+        return (*instance.known_secrets(), *ctx.secrets(), *job.secret_values())
+
     deadline = ctx.deadline - settings.upload_margin_s
     if job.timeout_s:
         deadline = min(deadline, started + job.timeout_s)
     with steps.step("workspace"):
-        workspace = _make_workspace(settings, ctx.request_id)
-    build_log = BuildLog(os.path.join(workspace, "build.log"), secrets, log)
+        paths = _make_workspace(settings, site)
+    log.info("building in %s as %s", paths.workspace, slot.describe())
+    build_log = BuildLog(os.path.join(paths.workspace, "build.log"), secrets, log)
     cache = BuildCache(
         instance.settings,
         instance.warm_cache,
         instance.in_background,
         storage,
-        workspace,
+        paths.workspace,
         oss_location=_cache_location(job, instance.settings),
+        site=site,
         log=log,
     )
+    tools: dict[str, Any] = {}
     try:
         _claim_target(ctx, job, storage)
         with steps.step("source"):
-            project = _fetch_source(job, workspace, settings, storage, log)
+            project = _fetch_source(job, paths.workspace, settings, storage, log)
+            _hand_over(paths, project, slot, instance, site)
         with steps.step("toolchain"):
             package = read_package_json(project)
             pm, node = _choose_toolchain(project, package, job, settings, log)
+            registry = job.registry or settings.npm_registry
+            if pm.via_corepack:
+                pm, tools = instance.releases.ensure(pm, node.bin_dir, settings.launch_env, registry, log)
             env = child_env(
                 settings.launch_env,
                 node.bin_dir,
-                home=os.path.join(settings.workspace_root, "home"),
-                cache_root=os.path.join(settings.workspace_root, "cache"),
+                paths,
                 package_manager=pm.name,
-                registry=job.registry or settings.npm_registry,
+                registry=registry,
                 extra=job.env,
+                user=f"fcbuild{slot.uid}" if slot.isolated else "",
             )
             command = job.command or build_argv(pm, package)
         cache.project = project
         with steps.step("cache"):
             cache.restore(pm, node)
-        run = Runner(project, env, deadline, instance.children, build_log, log)
+            _own_restored_tree(project, slot, instance, warm=cache.outcome.hit == "warm")
+        run = Runner(project, env, deadline, instance.containment, slot, build_log, log)
         with steps.step("install"):
             _install(run, job, pm, project, restored=cache.outcome.hit in ("warm", "oss"), log=log)
             cache.installed = True
         with steps.step("build"):
             run("build", command)
         with steps.step("deploy"):
-            output = find_output_dir(project, job.output_dir)
-            if os.path.exists(os.path.join(output, META_DIR.rstrip("/"))):
-                raise InvalidSource(f"the build output has a {META_DIR} folder, which fcbuild keeps for itself")
-            with instance.target_lock(target.bucket, target.prefix):
-                plan, report, deleted = _deploy(ctx, job, output, storage, manifest_key, log)
+            output = _output_dir(project, job.output_dir)
+            plan, report, deleted = _deploy(ctx, job, output, storage, manifest_key, log, owner=slot.uid)
         cdn_report = None
         if job.cdn is not None:
             with steps.step("cdn"):
                 cdn_report = _refresh_cdn(ctx, job, [u.path for u in plan.uploads], settings, log)
         saved = _save_log(storage, target.bucket, log_key, build_log, log)
-        cache.keep(to_oss=True)
-    except FcBuildError as exc:
+        _keep_quietly(cache, to_oss=True, log=log)
+    except (FcBuildError, OSError) as exc:
+        failure = _as_failure(exc, steps, settings)
+        if failure is None:
+            _keep_quietly(cache, to_oss=False, log=log)
+            raise
         saved = _save_log(storage, target.bucket, log_key, build_log, log)
-        cache.keep(to_oss=False)
-        raise type(exc)(f"{exc}\n(build log: {saved})" if saved else str(exc)) from exc
+        _keep_quietly(cache, to_oss=False, log=log)
+        raise type(failure)(f"{failure}\n(build log: {saved})" if saved else str(failure)) from exc
     except BaseException:
-        cache.keep(to_oss=False)
+        _keep_quietly(cache, to_oss=False, log=log)
         raise
     finally:
         build_log.close()
-        if not settings.keep_workspace:
-            shutil.rmtree(workspace, ignore_errors=True)
+        _clean_up(paths, slot, instance, site, settings, log)
     return {
         "requestId": ctx.request_id,
         "status": "succeeded",
@@ -238,14 +355,128 @@ def run_build(
         "node": {"version": node.version_text, "path": node.bin_dir},
         "outputDir": os.path.relpath(output, project),
         "steps": steps.times,
-        "durationSeconds": round(time.monotonic() - started, 3),
+        "durationSeconds": 0.0,
+        "_started": started,
+        "isolation": {"slot": slot.index, "uid": slot.uid} if slot.isolated else {"slot": slot.index, "uid": None},
         "cache": cache.outcome.as_dict(),
+        **({"tools": tools} if tools else {}),
         **({"cdn": cdn_report.as_dict()} if cdn_report is not None else {}),
         "files": report.as_dict(),
         "releases": {"kept": job.keep_releases, "deletedObjects": deleted},
         "manifest": f"oss://{target.bucket}/{manifest_key}",
         "log": saved,
     }
+
+
+def _as_failure(exc: BaseException, steps: _Steps, settings: PipelineSettings) -> FcBuildError | None:
+    """The error to answer with: fcbuild's own, or DiskFull for a full disk anywhere; None for
+    anything else (answered Internal)."""
+    if isinstance(exc, FcBuildError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = exc.filename or settings.workspace_root
+        return DiskFull(
+            f"the disk filled during the {steps.current or 'workspace'} step (writing {where}): "
+            "raise the function's disk size"
+        )
+    return None
+
+
+def _keep_quietly(cache: BuildCache, *, to_oss: bool, log: Any) -> None:
+    """The cache never turns a result into a failure (a full disk included)."""
+    try:
+        cache.keep(to_oss=to_oss)
+    except OSError as exc:
+        log.warning("dependency cache not kept: %s", exc)
+
+
+def _output_dir(project: str, requested: str | None) -> str:
+    """The output folder, resolved with all its links: it must lie inside the project, and it
+    must not hold fcbuild's own folder."""
+    output = find_output_dir(project, requested)
+    real, root = os.path.realpath(output), os.path.realpath(project)
+    if real != root and not real.startswith(root + os.sep):
+        raise BuildFailed(f"output_dir {os.path.relpath(output, project)!r} leads out of the project (through a link)")
+    if real == root and requested is None:
+        raise BuildFailed("the output folder is the project itself")
+    if os.path.lexists(os.path.join(real, META_DIR.rstrip("/"))):
+        raise InvalidSource(f"the build output has a {META_DIR} folder, which fcbuild keeps for itself")
+    return real
+
+
+# --- the workspace ----------------------------------------------------------------------------
+
+
+def _make_workspace(settings: PipelineSettings, site: str) -> BuildPaths:
+    """The target's workspace, at the same path for every build of the target (bundlers that embed
+    absolute paths then name files alike): root-owned, passable but not listable by builds."""
+    root = settings.workspace_root
+    _ensure_root(settings)  # an invoke may come without /initialize
+    free_mb = shutil.disk_usage(root).free // 2**20
+    if free_mb < settings.min_free_mb:
+        raise DiskFull(f"{root}: {free_mb} MB free, {settings.min_free_mb} MB needed (raise the function's disk size)")
+    workspace = os.path.join(root, "ws", site)
+    if os.path.lexists(workspace):  # left by a build that did not finish (the runtime was killed)
+        shutil.rmtree(workspace, ignore_errors=True)
+    os.mkdir(workspace, 0o711)
+    os.chmod(workspace, 0o711)
+    return BuildPaths(
+        workspace=workspace,
+        home=os.path.join(workspace, "home"),
+        tmp=os.path.join(workspace, "tmp"),
+        caches=os.path.join(workspace, "caches"),
+        corepack_home=os.path.join(root, "tools", "corepack"),
+    )
+
+
+def _hand_over(paths: BuildPaths, project: str, slot: sandbox.Slot, instance: Instance, site: str) -> None:
+    """Give the build its folders: the project, an empty HOME and TMPDIR, and the site's own
+    package-manager caches (moved in from the runtime's private cache folder), all owned by the
+    slot's user and closed to everyone else."""
+    kept = os.path.join(instance.settings.workspace_root, "cache", "sites", site)
+    if os.path.isdir(kept) and not os.path.islink(kept):
+        os.rename(kept, paths.caches)
+    for folder in (paths.home, paths.tmp, paths.caches):
+        os.makedirs(folder, exist_ok=True)
+    if not slot.isolated:
+        return
+    assert slot.uid is not None and slot.gid is not None
+    me = os.geteuid()
+    sandbox.chown_tree(project, slot.uid, slot.gid, only_from={me})
+    sandbox.chown_tree(paths.caches, slot.uid, slot.gid, only_from=instance.build_uid_set | {me})
+    for folder in (project, paths.home, paths.tmp, paths.caches):
+        os.lchown(folder, slot.uid, slot.gid)
+        os.chmod(folder, 0o700)
+
+
+def _own_restored_tree(project: str, slot: sandbox.Slot, instance: Instance, *, warm: bool) -> None:
+    tree = os.path.join(project, "node_modules")
+    if not slot.isolated or not os.path.isdir(tree) or sandbox.tree_owner(tree) == slot.uid:
+        return
+    assert slot.uid is not None and slot.gid is not None
+    allowed = instance.build_uid_set if warm else {os.geteuid()}  # a tree from OSS was extracted by us
+    sandbox.chown_tree(tree, slot.uid, slot.gid, only_from=allowed)
+
+
+def _clean_up(
+    paths: BuildPaths, slot: sandbox.Slot, instance: Instance, site: str, settings: PipelineSettings, log: Any
+) -> None:
+    """After the build: nothing of it runs, its files in shared temp folders are gone, the site's
+    caches go back where no build can reach them, and the workspace is removed."""
+    try:
+        instance.containment.end(slot)
+        if slot.isolated:
+            assert slot.uid is not None
+            sandbox.remove_files_of(slot.uid, skip=(settings.workspace_root,))
+        kept = os.path.join(settings.workspace_root, "cache", "sites", site)
+        if os.path.isdir(paths.caches) and not os.path.islink(paths.caches):
+            shutil.rmtree(kept, ignore_errors=True)
+            os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
+            os.rename(paths.caches, kept)
+    except OSError as exc:
+        log.warning("clean-up after the build: %s", exc)
+    if not settings.keep_workspace:
+        shutil.rmtree(paths.workspace, ignore_errors=True)
 
 
 # --- dependencies ----------------------------------------------------------------------------
@@ -266,10 +497,15 @@ def _install(run: Runner, job: BuildJob, pm: PackageManager, project: str, *, re
         changed = f.read() != before
     if changed:
         log.warning("npm install changed %s on the restored tree: running a clean npm ci instead", pm.lockfile)
-        with open(lock_path, "wb") as f:
-            f.write(before)
+        _write_no_follow(lock_path, before)  # the install could have left a link there
         shutil.rmtree(os.path.join(project, "node_modules"), ignore_errors=True)
         run("install", pm.install_argv())
+
+
+def _write_no_follow(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def _cache_location(job: BuildJob, settings: PipelineSettings) -> tuple[str, str]:
@@ -294,7 +530,14 @@ def _refresh_cdn(ctx: FcContext, job: BuildJob, changed: list[str], settings: Pi
 
 
 def _deploy(
-    ctx: FcContext, job: BuildJob, output: str, storage: oss_io.OssClient, manifest_key: str, log: Any
+    ctx: FcContext,
+    job: BuildJob,
+    output: str,
+    storage: oss_io.OssClient,
+    manifest_key: str,
+    log: Any,
+    *,
+    owner: int | None,
 ) -> tuple[Any, oss_io.TransferReport, int]:
     """Upload what changed (assets, then HTML), record the release, then delete what fell out of
     the retention window. Stops before the HTML switch if a later-started build claimed the target."""
@@ -313,6 +556,7 @@ def _deploy(
         previous_manifest=previous_files,
         cache_rules=job.cache_control,
         before_entries=before_switch,
+        owner_uid=owner,
     )
     _check_target(ctx, job, storage)
     retention = plan_retention(ctx.request_id, _utc(), plan.manifest, previous_releases, job.keep_releases)
@@ -327,6 +571,7 @@ def _deploy(
             "files": plan.manifest,
             "releases": list(retention.releases),
         },
+        private=True,
     )
     if not retention.delete:
         return plan, report, 0
@@ -367,7 +612,7 @@ def _claim_target(ctx: FcContext, job: BuildJob, storage: oss_io.OssClient) -> N
     current = storage.get_json(job.target.bucket, marker_key(job))
     if _is_later(current, ctx):
         raise _superseded(current, job)
-    storage.put_json(job.target.bucket, marker_key(job), _marker(ctx))
+    storage.put_json(job.target.bucket, marker_key(job), _marker(ctx), private=True)
 
 
 def _check_target(ctx: FcContext, job: BuildJob, storage: oss_io.OssClient) -> None:
@@ -390,10 +635,12 @@ class _Steps:
     def __init__(self, log: Any) -> None:
         self.log = log
         self.times: dict[str, float] = {}
+        self.current = ""
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
         started = time.monotonic()
+        self.current = name
         self.log.info("step %s: started", name)
         try:
             yield
@@ -406,27 +653,22 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:80] or "request"
 
 
-def _make_workspace(settings: PipelineSettings, request_id: str) -> str:
-    root = settings.workspace_root
-    _ensure_root(settings)  # an invoke may come without /initialize
-    free_mb = shutil.disk_usage(root).free // 2**20
-    if free_mb < settings.min_free_mb:
-        raise NoSpace(f"{root}: {free_mb} MB free, {settings.min_free_mb} MB needed (raise the function's disk size)")
-    return tempfile.mkdtemp(prefix=f"{_safe_name(request_id)}-", dir=root)
-
-
 def _fetch_source(
     job: BuildJob, workspace: str, settings: PipelineSettings, storage: oss_io.OssClient, log: Any
 ) -> str:
+    """The project, at `<workspace>/project` whatever the archive's top folder is called."""
     source = job.source
-    dest = os.path.join(workspace, "src")
+    dest = os.path.join(workspace, "extract")
+    project = os.path.join(workspace, "project")
     limits = Limits(settings.max_archive_bytes, settings.max_archive_files)
     if source.is_archive:
         archive = os.path.join(workspace, "source" + ("".join(os.path.splitext(source.key)[1:]) or ".archive"))
         size = storage.download_file(source.bucket, source.key, archive, max_bytes=settings.max_archive_bytes)
         log.info("downloaded %s (%d bytes)", source.url(), size)
-        project = extract_archive(archive, dest, limits)
+        root = extract_archive(archive, dest, limits)
         os.unlink(archive)
+        os.rename(root, project)
+        shutil.rmtree(dest, ignore_errors=True)
         return project
     objects = [o for o in storage.list_objects(source.bucket, source.prefix) if not o.key.endswith("/")]
     if not objects:
@@ -441,18 +683,20 @@ def _fetch_source(
         pairs.append((obj.key, path))
     total = storage.download_files(source.bucket, pairs)
     log.info("downloaded %d files (%d bytes) from %s", len(pairs), total, source.url())
-    return dest
+    os.rename(dest, project)
+    return project
 
 
 def _choose_toolchain(
     project: str, package: Mapping[str, Any], job: BuildJob, settings: PipelineSettings, log: Any
 ) -> tuple[PackageManager, NodeInstall]:
     names = os.listdir(project)
-    yarn_head = ""
-    if "yarn.lock" in names:
-        with open(os.path.join(project, "yarn.lock"), encoding="utf-8", errors="replace") as f:
-            yarn_head = f.read(4096)
-    pm = detect_package_manager(names, package, yarn_head)
+    heads = {}
+    for name in ("yarn.lock", "pnpm-lock.yaml"):
+        if name in names:
+            with open(os.path.join(project, name), encoding="utf-8", errors="replace") as f:
+                heads[name] = f.read(4096)
+    pm = detect_package_manager(names, package, heads.get("yarn.lock", ""), heads.get("pnpm-lock.yaml", ""))
     version_files = {}
     for name in (".nvmrc", ".node-version"):
         if name in names:
@@ -507,12 +751,12 @@ def find_node_installs(settings: PipelineSettings) -> list[NodeInstall]:
 
 def _save_log(storage: oss_io.OssClient, bucket: str, key: str, build_log: BuildLog, log: Any) -> str:
     """Best effort: a log that cannot be saved must not turn a result into a failure."""
-    build_log.close()
     try:
-        with open(build_log.path, "rb") as f:
-            data = f.read()
-        storage.put_bytes(bucket, key, data, content_type="text/plain; charset=utf-8", cache_control="no-cache")
+        data = build_log.contents()
+        storage.put_bytes(
+            bucket, key, data, content_type="text/plain; charset=utf-8", cache_control="no-cache", private=True
+        )
         return f"oss://{bucket}/{key}"
-    except (OSError, FcBuildError) as exc:
+    except Exception as exc:
         log.warning("could not save the build log to oss://%s/%s: %s", bucket, key, exc)
         return ""

@@ -1,43 +1,63 @@
-"""Running install and build: each command in a process group of its own, under a deadline, with
-its output streamed to the log (with the request id), kept whole in a redacted file, and its tail
-kept for the error message."""
+"""Running install and build: each command in a process group of its own, as the build slot's
+user, under a deadline, with its output streamed to the log (with the request id), kept whole in
+a redacted file, and its tail kept for the error message. When a step ends, however it ends,
+every process it started is killed and its output pipe is closed."""
 
 from __future__ import annotations
 
 import collections
+import errno
 import os
+import selectors
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+import sandbox
 from context import redact
-from errors import BuildFailed, BuildTimeout, NotAvailable
+from errors import BuildFailed, BuildTimeout, DiskFull, NotAvailable
 
 TAIL_LINES = 30
 KILL_GRACE_S = 3.0
+DRAIN_AFTER_END_S = 0.5  # output still buffered in the pipe when the step's processes are gone
+DISK_FULL_BYTES = 1 << 20
+DISK_FULL_TEXT = ("ENOSPC", "No space left on device")
 
 
 class BuildLog:
     """The build's output: streamed to the log with the request id, written (redacted) to a file
-    that is saved next to the deploy, and its tail kept for the error message."""
+    that is saved next to the deploy, and its tail kept for the error message. A failed write
+    (a full disk) is counted, never raised: the output keeps being drained."""
 
-    def __init__(self, path: str, secrets: tuple[str, ...], log: Any) -> None:
+    def __init__(self, path: str, secrets: Callable[[], tuple[str, ...]], log: Any) -> None:
         self.path = path
         self.secrets = secrets
         self.log = log
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (lives as long as the build)
+        self.lost_lines = 0
         self._lock = threading.Lock()
+        try:
+            self._file: Any = open(path, "w", encoding="utf-8")  # noqa: SIM115 (lives as long as the build)
+        except OSError as exc:
+            self._file = None
+            self.log.warning("build log file not written (%s); its tail is kept in memory", exc)
 
     def line(self, step: str, text: str) -> None:
-        text = redact(text.rstrip("\r\n"), self.secrets)[:2000]
+        text = redact(text.rstrip("\r\n"), self.secrets())[:2000]
         with self._lock:
             self.tail.append(text)
-            if not self._file.closed:
-                self._file.write(f"[{step}] {text}\n")
+            if self._file is not None and not self._file.closed:
+                try:
+                    self._file.write(f"[{step}] {text}\n")
+                except OSError:
+                    self.lost_lines += 1
+            else:
+                self.lost_lines += 1
         self.log.info("[%s] %s", step, text)
 
     def tail_text(self) -> str:
@@ -46,60 +66,174 @@ class BuildLog:
 
     def close(self) -> None:
         with self._lock:
-            if not self._file.closed:
-                self._file.close()
+            if self._file is not None and not self._file.closed:
+                try:
+                    self._file.close()
+                except OSError:
+                    self.lost_lines += 1
+
+    def contents(self) -> bytes:
+        """What to save: the file, plus the tail from memory when lines were lost."""
+        self.close()
+        data = b""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except OSError:
+            pass
+        if self.lost_lines:
+            note = f"[fcbuild] {self.lost_lines} line(s) could not be written to disk; the last lines were:\n"
+            data += (note + self.tail_text() + "\n").encode()
+        return data
+
+
+class Containment:
+    """What ends a step's processes: by the slot's uid when builds are isolated, else among the
+    runtime's descendants outside other builds' process groups. `children` is the runtime's
+    registry of running process groups (it terminates them at stop)."""
+
+    def __init__(self, children: Any) -> None:
+        self.children = children
+        self.spawn_lock = threading.Lock()  # a reaper never collects a child Popen is about to wait for
+
+    def spawn(self, argv: tuple[str, ...], **kwargs: Any) -> subprocess.Popen:
+        with self.spawn_lock:
+            proc = subprocess.Popen(argv, **kwargs)
+            self.children.add(proc.pid)
+        return proc
+
+    def end(self, slot: sandbox.Slot, own_pgid: int | None = None) -> int:
+        """Kill everything the slot's build left running; collect orphans. Returns how many were left."""
+        if slot.isolated:
+            assert slot.uid is not None and slot.gid is not None
+            left = sandbox.end_uid(slot.uid, slot.gid)
+        else:
+            protected = set(self.children.snapshot()) - {own_pgid}
+            left = sandbox.end_descendants(protected)
+        with self.spawn_lock:
+            sandbox.reap_orphans(self.children.snapshot())
+        return left
 
 
 class Runner:
-    """Runs one command at a time in its own process group, with the build's deadline."""
+    """Runs one command at a time in its own process group as the slot's user, with the deadline."""
 
-    def __init__(self, cwd: str, env: dict[str, str], deadline: float, children: Any, out: BuildLog, log: Any):
-        self.cwd, self.env, self.deadline, self.children, self.out, self.log = cwd, env, deadline, children, out, log
+    def __init__(
+        self,
+        cwd: str,
+        env: dict[str, str],
+        deadline: float,
+        containment: Containment,
+        slot: sandbox.Slot,
+        out: BuildLog,
+        log: Any,
+    ) -> None:
+        self.cwd, self.env, self.deadline, self.out, self.log = cwd, env, deadline, out, log
+        self.containment, self.slot = containment, slot
 
-    def __call__(self, step: str, argv: tuple[str, ...]) -> None:
+    def __call__(self, step: str, argv: tuple[str, ...], *, cwd: str | None = None) -> None:
         self.out.line(step, f"$ {shlex.join(argv)}")
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise BuildTimeout(f"no time left for {step} before the function's deadline")
+        identity: dict[str, Any] = {}
+        if self.slot.isolated:
+            identity = {"user": self.slot.uid, "group": self.slot.gid, "extra_groups": []}
         try:
-            proc = subprocess.Popen(
+            proc = self.containment.spawn(
                 argv,
-                cwd=self.cwd,
+                cwd=cwd or self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: npm spawns node, node spawns more
+                umask=0o022,
+                **identity,
             )
         except FileNotFoundError:
             raise NotAvailable(f"{step}: {argv[0]!r} not found (PATH={self.env.get('PATH')})") from None
-        self.children.add(proc.pid)
-        reader = threading.Thread(target=self._pump, args=(proc, step), daemon=True)
+        ended = threading.Event()
+        reader = threading.Thread(target=self._pump, args=(proc, step, ended), name=f"{step}-output", daemon=True)
         reader.start()
+        timed_out = False
         try:
             try:
                 code = proc.wait(timeout=remaining)
             except subprocess.TimeoutExpired:
                 self.log.warning("%s: deadline reached; terminating process group %d", step, proc.pid)
                 _terminate_group(proc)
-                reader.join(5)
-                raise BuildTimeout(
-                    f"{step} `{shlex.join(argv)}` passed its deadline ({remaining:.0f}s left when it started) and "
-                    f"its process group was killed. Last lines:\n{self.out.tail_text()}"
-                ) from None
+                timed_out = True
+                code = proc.returncode
         finally:
-            _signal_group(proc.pid, signal.SIGKILL)  # no orphan outlives its step (watchers, daemons)
-            self.children.discard(proc.pid)
-        reader.join(5)
+            _signal_group(proc.pid, signal.SIGKILL)
+            left = self.containment.end(self.slot, proc.pid)  # no process outlives its step
+            self.containment.children.discard(proc.pid)
+            ended.set()
+            reader.join()
+        if left:
+            self.out.line(step, f"[fcbuild] killed {left} process(es) the step left running")
+        if timed_out:
+            raise BuildTimeout(
+                f"{step} `{shlex.join(argv)}` passed its deadline ({remaining:.0f}s left when it started) and "
+                f"its processes were killed. Last lines:\n{self.out.tail_text()}"
+            )
         if code != 0:
             how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
-            raise BuildFailed(f"{step} `{shlex.join(argv)}` {how}. Last lines:\n{self.out.tail_text()}")
+            tail = self.out.tail_text()
+            free = _free_bytes(self.cwd)
+            if free is not None and (free < DISK_FULL_BYTES or any(t in tail for t in DISK_FULL_TEXT)):
+                raise DiskFull(
+                    f"{step} `{shlex.join(argv)}` {how} with the disk full ({free // 1024} KiB free under "
+                    f"{self.cwd}): raise the function's disk size. Last lines:\n{tail}"
+                )
+            raise BuildFailed(f"{step} `{shlex.join(argv)}` {how}. Last lines:\n{tail}")
 
-    def _pump(self, proc: subprocess.Popen, step: str) -> None:
+    def _pump(self, proc: subprocess.Popen, step: str, ended: threading.Event) -> None:
+        """Forward the step's output line by line. Once the step has ended (and its processes are
+        killed), drain what is buffered and close the pipe: a process that escaped and kept it
+        open can neither delay the answer nor log under a finished request."""
         assert proc.stdout is not None
-        for raw in iter(proc.stdout.readline, b""):
-            self.out.line(step, raw.decode("utf-8", "replace"))
+        fd = proc.stdout.fileno()
+        os.set_blocking(fd, False)
+        pending = b""
+        stop_at: float | None = None
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while True:
+                if stop_at is None and ended.is_set():
+                    stop_at = time.monotonic() + DRAIN_AFTER_END_S
+                if stop_at is not None and time.monotonic() >= stop_at:
+                    break
+                if not sel.select(0.1):
+                    continue
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    if exc.errno == errno.EINTR:
+                        continue
+                    break
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    self.out.line(step, raw.decode("utf-8", "replace"))
+                if len(pending) > 65536:  # a very long line without a newline
+                    self.out.line(step, pending.decode("utf-8", "replace"))
+                    pending = b""
+        if pending:
+            self.out.line(step, pending.decode("utf-8", "replace"))
         proc.stdout.close()
+
+
+def _free_bytes(path: str) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
 
 
 def _terminate_group(proc: subprocess.Popen) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 # Headers FC sends with every call to a custom runtime (lower-case; lookups are case-insensitive).
@@ -11,6 +13,8 @@ HDR_REQUEST_ID = "x-fc-request-id"
 HDR_ACCESS_KEY_ID = "x-fc-access-key-id"
 HDR_ACCESS_KEY_SECRET = "x-fc-access-key-secret"
 HDR_SECURITY_TOKEN = "x-fc-security-token"
+# The environment variables that carry the function's credentials (FC 3.0 passes them only there).
+CREDENTIAL_VARS = ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN")
 
 # Context field <- (header, environment fallback). FC 3.0 runtimes drop some headers and
 # pass the same facts in the environment only, so both are read, the header first.
@@ -142,3 +146,33 @@ def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+class KnownSecrets:
+    """Every credential value the runtime has seen (its environment's, every request's headers'):
+    redacted from every log line, answer and saved file, whichever request printed it. Keeps the
+    newest `limit` values (STS credentials rotate; old ones expire)."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self._values: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._limit = limit
+        self._snapshot: tuple[str, ...] = ()
+
+    def add(self, values: Iterable[str]) -> None:
+        with self._lock:
+            changed = False
+            for value in values:
+                if value and len(value) >= 4:
+                    if value not in self._values:
+                        changed = True
+                    self._values[value] = None
+                    self._values.move_to_end(value)
+            while len(self._values) > self._limit:
+                self._values.popitem(last=False)
+                changed = True
+            if changed:  # longest first: a secret that contains another is replaced whole
+                self._snapshot = tuple(sorted(self._values, key=len, reverse=True))
+
+    def values(self) -> tuple[str, ...]:
+        return self._snapshot

@@ -38,10 +38,13 @@ MARKER = ".fcbuild-cache.json"  # inside every packed entry: the key it was made
 FORMAT = "fcbuild-deps-v1"
 
 
-def cache_key(lockfile: str, lock_bytes: bytes, node: NodeInstall, pm: PackageManager) -> str:
+def cache_key(lockfile: str, lock_bytes: bytes, node: NodeInstall, pm: PackageManager, site: str) -> str:
+    """`site` names the target (bucket and prefix): sites never share a tree, so a build that
+    edits its node_modules can only reach later builds of its own site."""
     digest = hashlib.sha256()
     for part in (
         FORMAT,
+        site,
         lockfile,
         node.version_text,
         f"{pm.name}@{pm.version or 'default'}{'+berry' if pm.berry else ''}",
@@ -186,12 +189,14 @@ class BuildCache:
         workspace: str,
         *,
         oss_location: tuple[str, str],
+        site: str,
         log: Any,
     ) -> None:
         """`storage` is the request's oss_io.OssClient; `oss_location` the (bucket, prefix) of packed trees."""
         self.settings, self.warm_cache, self.in_background, self.storage = settings, warm_cache, in_background, storage
         self.workspace, self.log = workspace, log
         self.oss_bucket, self.oss_prefix = oss_location
+        self.site = site
         self.project = ""
         self.outcome = CacheOutcome()
         self.installed = False
@@ -209,7 +214,7 @@ class BuildCache:
             self.outcome.note = "the source has its own node_modules"
             return
         with open(os.path.join(self.project, pm.lockfile), "rb") as f:
-            self.outcome.key = cache_key(pm.lockfile, f.read(), node, pm)
+            self.outcome.key = cache_key(pm.lockfile, f.read(), node, pm, self.site)
         started = time.monotonic()
         if self.warm_cache.take(self.outcome.key, self.project):
             self.outcome.hit = "warm"
@@ -283,7 +288,7 @@ class BuildCache:
                 started = time.monotonic()
                 packed = os.path.join(staging, "deps.tar.gz")
                 pack(snapshot, key, packed)
-                size = self.storage.put_file(bucket, oss_key, packed, content_type="application/gzip")
+                size = self.storage.put_file(bucket, oss_key, packed, content_type="application/gzip", private=True)
                 self.log.info(
                     "dependency cache saved to oss://%s/%s (%.1f MiB in %.1fs)",
                     bucket,

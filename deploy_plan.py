@@ -9,6 +9,7 @@ import fnmatch
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -173,21 +174,31 @@ def plan_deploy(
     return DeployPlan(tuple(assets), tuple(entries), tuple(skipped), manifest)
 
 
-def scan_tree(root: str) -> list[LocalFile]:
-    """Every regular file under `root` with its size and MD5. Symlinks are refused, not followed."""
+def scan_tree(root: str, *, owner_uid: int | None = None) -> list[LocalFile]:
+    """Every regular file under `root` with its size and MD5. Symlinks are refused, not followed;
+    with `owner_uid`, so is a file that user does not own (a hard link to a file of the system's)."""
     found = []
     for folder, dirs, names in os.walk(root):
         dirs.sort()
         for name in sorted(names):
             full = os.path.join(folder, name)
             rel = os.path.relpath(full, root).replace(os.sep, "/")
-            if os.path.islink(full) or not os.path.isfile(full):
-                raise ValueError(f"{rel}: not a regular file (links are not deployed)")
-            md5 = hashlib.md5()
-            with open(full, "rb") as f:
+            try:
+                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                raise ValueError(f"{rel}: not a regular file (links are not deployed)") from None
+            with open(fd, "rb") as f:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise ValueError(f"{rel}: not a regular file (links are not deployed)")
+                if owner_uid is not None and st.st_uid != owner_uid:
+                    raise ValueError(
+                        f"{rel}: not written by the build (owned by uid {st.st_uid}, a hard link to another file?)"
+                    )
+                md5 = hashlib.md5()
                 while chunk := f.read(1 << 20):
                     md5.update(chunk)
-            found.append(LocalFile(rel, os.path.getsize(full), md5.hexdigest()))
+            found.append(LocalFile(rel, st.st_size, md5.hexdigest()))
         for d in dirs:
             if os.path.islink(os.path.join(folder, d)):
                 rel = os.path.relpath(os.path.join(folder, d), root)

@@ -64,10 +64,16 @@ class DownloadFailed(FcBuildError):
     error_type = "DownloadFailed"
 
 
-class NoSpace(FcBuildError):
-    """Not enough free disk for the workspace."""
+class DiskFull(FcBuildError):
+    """The disk is full (or too full to start): the message says where and in which step."""
 
-    error_type = "NoSpace"
+    error_type = "DiskFull"
+
+
+class Busy(FcBuildError):
+    """Every build slot of this instance stayed taken for as long as the request could wait."""
+
+    error_type = "Busy"
 
 
 class Superseded(FcBuildError):
@@ -97,7 +103,8 @@ ERROR_TYPES: tuple[str, ...] = (
     "BuildFailed",
     "BuildTimeout",
     "UploadFailed",
-    "NoSpace",
+    "DiskFull",
+    "Busy",
     "Superseded",
     "NotAvailable",
     "ShuttingDown",

@@ -30,7 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from context import FcContext, redact
+import sandbox
+from context import CREDENTIAL_VARS, FcContext, KnownSecrets, redact
 from errors import FcBuildError, InvalidRequest, ShuttingDown
 from settings import PipelineSettings
 
@@ -115,8 +116,13 @@ class _LineFormatter(logging.Formatter):
     """FC's recommended line: `<utc time> <request id> [LEVEL] message`.
 
     A record with `raw=True` (FC's Start/End markers) is written as its bare message.
-    Every record may carry `secrets`: values replaced by `***` wherever they appear.
+    Every record may carry `secrets`: values replaced by `***` wherever they appear, as is every
+    credential the runtime has seen (`known`).
     """
+
+    def __init__(self, known: KnownSecrets | None = None) -> None:
+        super().__init__()
+        self.known = known
 
     def format(self, record: logging.LogRecord) -> str:
         message = self._message(record)
@@ -130,7 +136,8 @@ class _LineFormatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info:
             message = f"{message}\n{''.join(traceback.format_exception(*record.exc_info)).rstrip()}"
-        return redact(message, getattr(record, "secrets", ()))
+        message = redact(message, getattr(record, "secrets", ()))
+        return redact(message, self.known.values()) if self.known is not None else message
 
 
 class _JsonFormatter(_LineFormatter):
@@ -150,12 +157,12 @@ class _JsonFormatter(_LineFormatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
-def configure_logging(config: RuntimeConfig, stream: Any = None) -> None:
+def configure_logging(config: RuntimeConfig, stream: Any = None, known: KnownSecrets | None = None) -> None:
     stream = stream or sys.stdout
     if hasattr(stream, "reconfigure"):
         stream.reconfigure(line_buffering=True)  # FC collects stdout; a frozen binary would block-buffer it
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(_JsonFormatter() if config.log_format == "json" else _LineFormatter())
+    handler.setFormatter(_JsonFormatter(known) if config.log_format == "json" else _LineFormatter(known))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.log_level)
@@ -238,6 +245,10 @@ class ChildProcesses:
         with self._lock:
             self._groups.discard(pgid)
 
+    def snapshot(self) -> set[int]:
+        with self._lock:
+            return set(self._groups)
+
     def terminate_all(self, grace_s: float = 3.0) -> int:
         with self._lock:
             groups = list(self._groups)
@@ -277,10 +288,14 @@ class FcServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024  # the default backlog of 5 drops connections in a burst of clients
 
-    def __init__(self, config: RuntimeConfig, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, config: RuntimeConfig, environ: Mapping[str, str], known_secrets: KnownSecrets | None = None
+    ) -> None:
         super().__init__((config.host, config.port), FcRequestHandler)
         self.config = config
-        self.environ = environ  # read per request: credentials in the environment may rotate
+        self.environ = environ  # the context's fallback: FC 3.0 passes the credentials only here
+        self.known_secrets = known_secrets or KnownSecrets()
+        self.known_secrets.add(environ.get(name, "") for name in CREDENTIAL_VARS)
         self.children = ChildProcesses()
         self._state = threading.Condition()
         self._active_requests = 0
@@ -345,6 +360,10 @@ class FcServer(ThreadingHTTPServer):
             log.warning("grace period over: terminated the build process groups (%d needed SIGKILL)", killed)
             with self._state:
                 self._state.wait_for(lambda: self._invocations == 0, timeout=10)
+        if self._instance is not None:
+            left = self._instance.end_all()
+            if left:
+                log.warning("killed %d process(es) that builds had left running", left)
         if self._instance is not None:
             left = self._instance.flush(timeout=max(1.0, min(60.0, grace)))
             if left:
@@ -422,7 +441,9 @@ class FcServer(ThreadingHTTPServer):
         """The pipeline's per-instance state (deploy locks, background work), made on first use."""
         with self._instance_lock:
             if self._instance is None:
-                self._instance = self.pipeline().Instance(self.config.pipeline, self.children)
+                self._instance = self.pipeline().Instance(
+                    self.config.pipeline, self.children, self.known_secrets.values, log=logger
+                )
             return self._instance
 
 
@@ -525,12 +546,14 @@ class FcRequestHandler(BaseHTTPRequestHandler):
     # helpers
 
     def _context(self) -> FcContext:
-        return FcContext.from_headers(
+        ctx = FcContext.from_headers(
             self.headers, self.server.environ, default_timeout_s=self.server.config.pipeline.default_timeout_s
         )
+        self.server.known_secrets.add(ctx.secrets())
+        return ctx
 
     def _failure(self, exc: Exception, ctx: FcContext, log: RequestLog) -> tuple[int, dict[str, Any]]:
-        status, payload = error_response(exc, ctx.request_id, ctx.secrets())
+        status, payload = error_response(exc, ctx.request_id, (*ctx.secrets(), *self.server.known_secrets.values()))
         if isinstance(exc, FcBuildError):
             log.error("%s: %s", payload["errorType"], payload["errorMessage"])
         else:
@@ -617,15 +640,31 @@ ROUTES: dict[str, dict[str, Callable[[FcRequestHandler], None]]] = {
 }
 
 
+def take_credentials(environ: Any) -> dict[str, str]:
+    """The environment as the runtime keeps it (credentials included, in this process only), with
+    the credentials removed from `environ` itself (os.environ): nothing started later inherits them."""
+    kept = dict(environ)
+    for name in CREDENTIAL_VARS:
+        environ.pop(name, None)
+    return kept
+
+
 def main(argv: list[str]) -> int:
+    # First of all: no process of our uid may read our memory or /proc environ, and orphans of
+    # builds come back to us.
+    hardening = sandbox.harden_process()
+    environ = take_credentials(os.environ)
     try:
-        config = RuntimeConfig.from_env(os.environ, argv[1:])
+        config = RuntimeConfig.from_env(environ, argv[1:])
     except ValueError as exc:
         print(f"fcbuild: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(config)
+    known = KnownSecrets()
+    configure_logging(config, known=known)
+    for problem in hardening:
+        logger.warning("process hardening: %s", problem)
     try:
-        server = FcServer(config, os.environ)
+        server = FcServer(config, environ, known)
     except OSError as exc:
         logger.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
         return EXIT_STARTUP_FAILURE
@@ -636,6 +675,16 @@ def main(argv: list[str]) -> int:
     signal.set_wakeup_fd(server.wake_fd)
     host, port = server.server_address[:2]
     logger.info("fcbuild %s listening on %s:%d (pid %d)", __version__, host, port, os.getpid())
+    if sandbox.is_root():
+        first, _ = config.pipeline.build_uids
+        last = first + config.pipeline.max_builds - 1
+        logger.info("builds run as their own users (uids %d-%d), %d at a time", first, last, config.pipeline.max_builds)
+    else:
+        logger.warning(
+            "not running as root: builds run as this runtime's own user (uid %d) and can reach what it can on "
+            "disk; the runtime is non-dumpable, but run it as root (FC's default) to isolate builds",
+            os.getuid(),
+        )
     server.start_warm_up()
     try:
         server.serve_until_stopped()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import errno
 import hashlib
 import http.client
 import importlib
@@ -71,7 +72,16 @@ from oss2.utils import Crc64, SizedFileAdapter  # noqa: E402
 
 from context import Credentials, FcContext, redact  # noqa: E402
 from deploy_plan import DeployPlan, Upload, plan_deploy, scan_tree  # noqa: E402
-from errors import AccessDenied, DownloadFailed, FcBuildError, InvalidRequest, SourceNotFound, UploadFailed  # noqa: E402
+from errors import (  # noqa: E402
+    AccessDenied,
+    BuildFailed,
+    DiskFull,
+    DownloadFailed,
+    FcBuildError,
+    InvalidRequest,
+    SourceNotFound,
+    UploadFailed,
+)
 from settings import PipelineSettings  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -80,6 +90,7 @@ T = TypeVar("T")
 # oss2 computes CRC64 over every byte with crcmod; its pure-Python fallback is ~35x slower.
 CRC_EXTENSION = bool(importlib.import_module("crcmod.crcmod")._usingExtension)
 PROGRESS_EVERY_S = 2.0
+HDR_OBJECT_ACL = "x-oss-object-acl"
 
 
 def _install_cached_crc64() -> None:
@@ -269,6 +280,8 @@ class OssClient:
         where = f"oss://{bucket}/{key}"
         if isinstance(exc, FcBuildError):
             return exc
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return DiskFull(f"{where}: the local disk is full ({exc.filename or 'writing the download'})")
         if isinstance(exc, oss2.exceptions.OssError) and exc.status >= 0:
             detail = f"{exc.code or 'HTTP ' + str(exc.status)}, request id {exc.request_id or '-'}"
             message = redact(exc.message or "", self._secrets)
@@ -302,14 +315,28 @@ class OssClient:
             self.log.warning("oss://%s/%s is not valid JSON; treated as absent", bucket, key)
             return None
 
-    def put_json(self, bucket: str, key: str, doc: Any, *, cache_control: str = "no-cache") -> None:
+    def put_json(
+        self, bucket: str, key: str, doc: Any, *, cache_control: str = "no-cache", private: bool = False
+    ) -> None:
         data = json.dumps(doc, ensure_ascii=False, sort_keys=True, indent=1).encode()
-        self.put_bytes(bucket, key, data, content_type="application/json; charset=utf-8", cache_control=cache_control)
+        self.put_bytes(
+            bucket,
+            key,
+            data,
+            content_type="application/json; charset=utf-8",
+            cache_control=cache_control,
+            private=private,
+        )
 
-    def put_bytes(self, bucket: str, key: str, data: bytes, *, content_type: str, cache_control: str = "") -> None:
+    def put_bytes(
+        self, bucket: str, key: str, data: bytes, *, content_type: str, cache_control: str = "", private: bool = False
+    ) -> None:
+        """Upload `data`. `private`: readable only with credentials, even in a public-read bucket."""
         headers = {"Content-Type": content_type, "Content-MD5": _b64md5(data)}
         if cache_control:
             headers["Cache-Control"] = cache_control
+        if private:
+            headers[HDR_OBJECT_ACL] = "private"
         try:
             self._attempt(f"put {bucket}/{key}", lambda: self.bucket(bucket).put_object(key, data, headers=headers))
         except Exception as exc:
@@ -321,7 +348,16 @@ class OssClient:
         except Exception as exc:
             raise self._translate(exc, bucket, key, failure=DownloadFailed, not_found=SourceNotFound) from exc
 
-    def put_file(self, bucket: str, key: str, path: str, *, content_type: str, cache_control: str = "no-cache") -> int:
+    def put_file(
+        self,
+        bucket: str,
+        key: str,
+        path: str,
+        *,
+        content_type: str,
+        cache_control: str = "no-cache",
+        private: bool = False,
+    ) -> int:
         """Upload one local file (multipart when large, CRC64-checked). Returns its size."""
         size = os.path.getsize(path)
         md5 = ""
@@ -333,9 +369,10 @@ class OssClient:
             md5 = digest.hexdigest()
         upload = Upload(os.path.basename(path), size, md5, content_type, cache_control)
         progress = _Progress(self.log, "uploaded", 1, upload.size)
+        extra = {HDR_OBJECT_ACL: "private"} if private else {}
         try:
             with concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="oss-part") as parts:
-                self._upload_one(bucket, key, path, upload, parts, progress)
+                self._upload_one(bucket, key, path, upload, parts, progress, extra_headers=extra)
         except Exception as exc:
             raise self._translate(exc, bucket, key, failure=UploadFailed) from exc
         return upload.size
@@ -422,14 +459,15 @@ class OssClient:
         previous_manifest: Mapping[str, Mapping[str, object]] | None = None,
         cache_rules: Iterable[tuple[str, str]] = (),
         before_entries: Callable[[], None] | None = None,
+        owner_uid: int | None = None,
     ) -> tuple[DeployPlan, TransferReport]:
         """Upload the files under `root` to `prefix`, skipping those the previous manifest shows
         unchanged (no HEAD per file). Assets go first, entry HTML last; `before_entries` runs
         between the two (the pipeline's last chance to stop before the site switches)."""
         try:
-            files = scan_tree(root)
+            files = scan_tree(root, owner_uid=owner_uid)
         except ValueError as exc:
-            raise UploadFailed(f"output: {exc}") from None
+            raise BuildFailed(f"the build output was refused: {exc}") from None
         plan = plan_deploy(files, previous_manifest, cache_rules)
         report = TransferReport(skipped=len(plan.skipped))
         started = time.monotonic()
@@ -488,8 +526,10 @@ class OssClient:
         upload: Upload,
         parts: concurrent.futures.Executor,
         progress: _Progress,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> None:
-        headers = {"Content-Type": upload.content_type, "Cache-Control": upload.cache_control}
+        headers = {"Content-Type": upload.content_type, "Cache-Control": upload.cache_control, **(extra_headers or {})}
         if upload.size >= self.multipart_threshold:
             self._upload_multipart(bucket, key, path, upload.size, headers, parts, progress)
             progress.add(0, file_done=True)

@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 SITE_PREFIX = "/_site/"
+OWNER_ID = "1234567890123456"  # the account that owns every bucket here
 STATS_PATH = "/_stats"  # unsigned: request counts per operation, for benchmarks
 MAX_SKEW_S = 15 * 60
 MIN_PART_SIZE = 100 * 1024
@@ -250,6 +251,17 @@ class ObjectMeta:
     object_type: str = "Normal"
     content_md5: str = ""
     headers: dict[str, str] = field(default_factory=dict)  # cache-control, content-encoding, x-oss-meta-* ...
+    acl: str = "default"  # x-oss-object-acl: default (the bucket's), private, public-read, public-read-write
+
+
+OBJECT_ACLS = ("default", "private", "public-read", "public-read-write")
+
+
+def _object_acl(headers: Mapping[str, str]) -> str:
+    value = headers.get("x-oss-object-acl", "default")
+    if value not in OBJECT_ACLS:
+        raise OssError(400, "InvalidArgument", "no such object access control exists", "0016-00000105")
+    return value
 
 
 STORED_HEADERS = ("cache-control", "content-encoding", "content-disposition", "content-language", "expires")
@@ -327,6 +339,15 @@ class Store:
             index[meta.key] = meta
         if old is not None:
             self._unlink_data(bucket, old)
+
+    def set_acl(self, bucket: str, key: str, acl: str) -> None:
+        with self._lock:
+            meta = self.get(bucket, key)
+            meta.acl = acl
+            tmp_meta = self.temp_path(bucket)
+            with open(tmp_meta, "w", encoding="utf-8") as f:
+                json.dump(meta.__dict__, f)
+            os.replace(tmp_meta, self._meta_path(bucket, key))
 
     def delete(self, bucket: str, key: str) -> bool:
         meta_path = self._meta_path(bucket, key)
@@ -842,6 +863,7 @@ class OssHandler(BaseHTTPRequestHandler):
     def op_put_object(self, req: Request, *, corrupt: bool) -> None:
         self._bucket(req)
         self._check_key(req)
+        acl = _object_acl(req.headers)
         path, size, digest, crc = self._receive(req.bucket, corrupt=corrupt)
         meta = ObjectMeta(
             key=req.key,
@@ -853,6 +875,7 @@ class OssHandler(BaseHTTPRequestHandler):
             data_file="",
             content_md5=base64.b64encode(digest).decode(),
             headers=_stored_headers(req.headers),
+            acl=acl,
         )
         forbid = req.headers.get("x-oss-forbid-overwrite", "").lower() == "true"
         try:
@@ -865,6 +888,7 @@ class OssHandler(BaseHTTPRequestHandler):
     def op_copy_object(self, req: Request, *, corrupt: bool) -> None:
         self._bucket(req)
         self._check_key(req)
+        acl = _object_acl(req.headers)
         self._read_small_body()
         source = unquote(req.headers["x-oss-copy-source"])
         src_bucket, _, src_key = source.lstrip("/").partition("/")
@@ -886,6 +910,7 @@ class OssHandler(BaseHTTPRequestHandler):
             object_type=src.object_type,
             content_md5=src.content_md5,
             headers=_stored_headers(req.headers) if replace else dict(src.headers),
+            acl=acl,
         )
         self.server.store.commit(req.bucket, path, meta)
         self._send_xml(
@@ -893,6 +918,23 @@ class OssHandler(BaseHTTPRequestHandler):
             [("ETag", meta.etag), ("LastModified", _iso(meta.last_modified))],
             {"x-oss-hash-crc64ecma": str(meta.crc64)},
         )
+
+    def op_get_object_acl(self, req: Request, *, corrupt: bool) -> None:
+        self._bucket(req)
+        meta = self.server.store.get(req.bucket, req.key)
+        self._send_xml(
+            "AccessControlPolicy",
+            [("Owner", [("ID", OWNER_ID), ("DisplayName", OWNER_ID)]), ("AccessControlList", [("Grant", meta.acl)])],
+        )
+
+    def op_put_object_acl(self, req: Request, *, corrupt: bool) -> None:
+        self._bucket(req)
+        if "x-oss-object-acl" not in req.headers:
+            raise OssError(400, "InvalidArgument", "no such object access control exists", "0016-00000105")
+        acl = _object_acl(req.headers)
+        self._read_small_body()
+        self.server.store.set_acl(req.bucket, req.key, acl)
+        self._send(200)
 
     def op_get_object(self, req: Request, *, corrupt: bool) -> None:
         self._bucket(req)
@@ -976,6 +1018,7 @@ class OssHandler(BaseHTTPRequestHandler):
             "key": req.key,
             "content_type": req.headers.get("content-type") or "application/octet-stream",
             "headers": _stored_headers(req.headers),
+            "acl": _object_acl(req.headers),
         }
         with open(os.path.join(folder, "upload.json"), "w", encoding="utf-8") as f:
             json.dump(info, f)
@@ -1096,6 +1139,7 @@ class OssHandler(BaseHTTPRequestHandler):
             data_file="",
             object_type="Multipart",
             headers=info["headers"],
+            acl=info.get("acl", "default"),
         )
         self.server.store.commit(req.bucket, path, meta)
         shutil.rmtree(folder, ignore_errors=True)
@@ -1230,6 +1274,10 @@ class OssHandler(BaseHTTPRequestHandler):
         if meta is None:
             self._send_text(404, f"404 Not Found: {path}\n")
             return
+        if meta.acl == "private":  # the website serves the bucket as public-read; this object is not
+            denied = OssError(403, "AccessDenied", "You have no right to access this object because of object acl.")
+            self._send_error(denied, method)
+            return
         headers = {
             "Content-Type": meta.content_type,
             "ETag": meta.etag,
@@ -1261,6 +1309,8 @@ def _operation(req: Request) -> str:
         if m == "GET":
             return "list_objects"
         return "unsupported"
+    if req.has("acl") and m in ("GET", "PUT"):
+        return "get_object_acl" if m == "GET" else "put_object_acl"
     if m == "PUT":
         if req.has("uploadId"):
             return "upload_part"

@@ -11,16 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from context import CREDENTIAL_VARS
+
 # Variables a build's child processes may inherit from the runtime's environment. An
 # allowlist, not a denylist: FC puts the function role's credentials in the environment.
 CHILD_ENV_ALLOWLIST = (
-    "HOME",
     "LANG",
     "LANGUAGE",
     "TZ",
-    "TMPDIR",
-    "USER",
-    "SHELL",
     "TERM",
     "http_proxy",
     "https_proxy",
@@ -58,6 +56,9 @@ class PipelineSettings:
     cache_bucket: str = ""  # empty: the target bucket
     cache_prefix: str = ""  # empty: <target prefix>.fcbuild/deps/
     cdn_endpoint: str = ""  # empty: the CDN API's own
+    max_builds: int = 1  # builds at once on this instance; the rest wait their turn
+    queue_wait_s: int = 120  # how long a build waits for a slot before it is answered Busy
+    build_uids: tuple[int, int] = (20000, 20063)  # first and last uid of the build users (when root)
     # The environment as it was before the program started: the base of every child's
     # environment (filtered by CHILD_ENV_ALLOWLIST) and the source of the original PATH.
     launch_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
@@ -87,6 +88,9 @@ class PipelineSettings:
             cache_bucket=get("FCBUILD_CACHE_BUCKET", ""),
             cache_prefix=get("FCBUILD_CACHE_PREFIX", ""),
             cdn_endpoint=get("FCBUILD_CDN_ENDPOINT", "").rstrip("/"),
+            max_builds=_positive(get, "FCBUILD_MAX_BUILDS", 1),
+            queue_wait_s=_positive(get, "FCBUILD_QUEUE_WAIT_S", 120, minimum=0),
+            build_uids=_uid_range(get("FCBUILD_BUILD_UIDS", ""), _positive(get, "FCBUILD_MAX_BUILDS", 1)),
             launch_env=MappingProxyType(launch_environment(environ, frozen=frozen)),
         )
 
@@ -98,7 +102,7 @@ def launch_environment(environ: Mapping[str, str], *, frozen: bool) -> dict[str,
     the original in LD_LIBRARY_PATH_ORIG. A child (node, npm, sh) that inherits the
     bundle's folder loads the bundled glibc and fails on an older system.
     """
-    env = dict(environ)
+    env = {k: v for k, v in environ.items() if k not in CREDENTIAL_VARS}
     if frozen:
         original = env.pop("LD_LIBRARY_PATH_ORIG", None)
         if original is None:
@@ -106,6 +110,21 @@ def launch_environment(environ: Mapping[str, str], *, frozen: bool) -> dict[str,
         else:
             env["LD_LIBRARY_PATH"] = original
     return env
+
+
+def _uid_range(raw: str, slots: int) -> tuple[int, int]:
+    """FCBUILD_BUILD_UIDS: `FIRST-LAST`, unprivileged, at least one uid per build slot."""
+    if not raw:
+        return (20000, 20000 + max(63, slots - 1))
+    first, sep, last = raw.partition("-")
+    if not (first.isdigit() and (not sep or last.isdigit())):
+        raise ValueError(f"FCBUILD_BUILD_UIDS must be FIRST-LAST, got {raw!r}")
+    low, high = int(first), int(last) if sep else int(first)
+    if low < 1000 or high < low or high >= 2**31 - 1:
+        raise ValueError(f"FCBUILD_BUILD_UIDS must be a range of unprivileged uids (1000 and up), got {raw!r}")
+    if high - low + 1 < slots:
+        raise ValueError(f"FCBUILD_BUILD_UIDS {raw!r} has fewer uids than FCBUILD_MAX_BUILDS ({slots})")
+    return (low, high)
 
 
 def _positive(get, name: str, default: int, *, minimum: int = 1) -> int:

@@ -5,6 +5,7 @@ Nothing here runs a process or touches the network; `build_pipeline` runs what t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -30,6 +31,10 @@ class PackageManager:
     version: str = ""  # from package.json "packageManager", else the one that comes with Node / corepack's default
     lockfile: str = ""
     berry: bool = False  # yarn 2+
+    release: str = ""  # what corepack installs when version is unset or unresolved: a pin or a major
+
+    def resolved(self, version: str) -> PackageManager:
+        return dataclasses.replace(self, version=version)
 
     @property
     def via_corepack(self) -> bool:
@@ -70,16 +75,24 @@ def read_package_json(project: str) -> dict:
     return doc
 
 
-def detect_package_manager(files: Iterable[str], package: Mapping, yarn_lock_head: str = "") -> PackageManager:
-    """From the `packageManager` pin, else the lockfile; no lockfile: npm install."""
+def detect_package_manager(
+    files: Iterable[str], package: Mapping, yarn_lock_head: str = "", pnpm_lock_head: str = ""
+) -> PackageManager:
+    """From the `packageManager` pin, else the lockfile; no lockfile: npm install. An unpinned
+    pnpm or yarn gets the major that writes its lockfile (corepack would take the newest)."""
     names = set(files)
-    pinned_name, pinned_version = "", ""
+    pinned_name, pinned_version, release = "", "", ""
     pin = package.get("packageManager")
     if isinstance(pin, str) and "@" in pin:
-        pinned_name, _, pinned_version = pin.partition("@")
-        pinned_version = pinned_version.split("+")[0]  # drop corepack's "+sha512.<hash>"
-        if pinned_name not in ("npm", "pnpm", "yarn") or not re.match(r"^\d+\.\d+\.\d+", pinned_version):
+        pinned_name, _, full = pin.partition("@")
+        pinned_version, _, integrity = full.partition("+")  # corepack's "+sha512.<hash>" is checked on install
+        if (
+            pinned_name not in ("npm", "pnpm", "yarn")
+            or not re.fullmatch(r"\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?", pinned_version)
+            or (integrity and not re.fullmatch(r"sha(1|224|256|384|512)\.[0-9a-f]{40,128}", integrity))
+        ):
             raise InvalidSource(f"source: package.json packageManager {pin!r} is not <npm|pnpm|yarn>@<x.y.z>")
+        release = f"{pinned_name}@{full}"
     lock = next(((f, pm) for f, pm in LOCKFILES if f in names), ("", ""))
     name = pinned_name or lock[1] or "npm"
     lockfile = lock[0] if lock[1] == name else ""
@@ -91,7 +104,25 @@ def detect_package_manager(files: Iterable[str], package: Mapping, yarn_lock_hea
             berry = not pinned_version.startswith("1.")
         else:
             berry = "__metadata:" in yarn_lock_head or ".yarnrc.yml" in names
-    return PackageManager(name, pinned_version, lockfile, berry)
+    if name in ("pnpm", "yarn") and not release:
+        release = f"{name}@{_major_for_lockfile(name, berry, yarn_lock_head, pnpm_lock_head)}"
+    return PackageManager(name, pinned_version, lockfile, berry, release)
+
+
+# lockfileVersion -> the pnpm major that writes it; yarn.lock's __metadata version -> yarn's major.
+PNPM_LOCKFILE_MAJORS = {"9": "9", "6": "8", "5.4": "7", "5.3": "6", "5.2": "5"}
+YARN_METADATA_MAJORS = {"8": "4", "7": "3", "6": "3", "5": "2", "4": "2"}
+
+
+def _major_for_lockfile(name: str, berry: bool, yarn_head: str, pnpm_head: str) -> str:
+    if name == "pnpm":
+        m = re.search(r"^lockfileVersion:\s*'?\"?([\d.]+)", pnpm_head, re.M)
+        version = m[1] if m else ""
+        return PNPM_LOCKFILE_MAJORS.get(version) or PNPM_LOCKFILE_MAJORS.get(version.split(".")[0], "9")
+    if not berry:
+        return "1"
+    m = re.search(r"^\s+version:\s*(\d+)", yarn_head.partition("__metadata:")[2], re.M)
+    return YARN_METADATA_MAJORS.get(m[1] if m else "", "4")
 
 
 def build_argv(pm: PackageManager, package: Mapping) -> tuple[str, ...]:
@@ -248,46 +279,76 @@ def _descend_to_site(path: str) -> str:
     return path
 
 
+@dataclass(frozen=True)
+class BuildPaths:
+    """Where one build lives. `workspace` holds the rest; everything but `corepack_home` belongs to
+    the build's user for the build's duration. `caches` is the site's own package-manager caches."""
+
+    workspace: str
+    home: str
+    tmp: str
+    caches: str
+    corepack_home: str  # package-manager releases: written by the runtime only, read-only to builds
+
+
 def child_env(
     launch_env: Mapping[str, str],
     node_bin: str,
+    paths: BuildPaths,
     *,
-    home: str,
-    cache_root: str,
     package_manager: str = "npm",
     registry: str = "",
     extra: Mapping[str, str] | None = None,
+    user: str = "",
 ) -> dict[str, str]:
     """The environment of install and build: an allowlist of the runtime's own environment (so
     no ALIBABA_CLOUD_* credential and nothing FC-internal), the chosen Node first on PATH, CI=true,
-    shared caches, the registry, then the request's own `env`."""
+    an empty HOME and TMPDIR of the build's own, the site's own caches, the registry, then the
+    request's own `env`. No git command finds a repository above the workspace."""
     env = {k: v for k, v in launch_env.items() if k in CHILD_ENV_ALLOWLIST or k.startswith(CHILD_ENV_PREFIX_ALLOWLIST)}
     if launch_env.get("LD_LIBRARY_PATH"):
         env["LD_LIBRARY_PATH"] = launch_env["LD_LIBRARY_PATH"]  # as it was before a frozen bootloader changed it
     base_path = launch_env.get("PATH") or "/usr/local/bin:/usr/bin:/bin"
     env["PATH"] = f"{node_bin}:{base_path}"
-    if not env.get("HOME") or not os.access(env["HOME"], os.W_OK):
-        env["HOME"] = home
+    home = paths.home
     env.update(
         {
+            "HOME": home,
+            "TMPDIR": paths.tmp,
+            "XDG_CONFIG_HOME": os.path.join(home, ".config"),
+            "XDG_CACHE_HOME": os.path.join(home, ".cache"),
+            "XDG_DATA_HOME": os.path.join(home, ".local", "share"),
+            "XDG_STATE_HOME": os.path.join(home, ".local", "state"),
+            "GIT_CEILING_DIRECTORIES": paths.workspace,
             "CI": "true",
-            "npm_config_cache": os.path.join(cache_root, "npm"),
-            "COREPACK_HOME": os.path.join(cache_root, "corepack"),
+            "npm_config_cache": os.path.join(paths.caches, "npm"),
+            "COREPACK_HOME": paths.corepack_home,
             "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0",
             "COREPACK_ENABLE_STRICT": "0",
+            "COREPACK_ENABLE_AUTO_PIN": "0",
             "npm_config_audit": "false",
             "npm_config_fund": "false",
             "npm_config_update_notifier": "false",
         }
     )
+    if user:
+        env["USER"] = env["LOGNAME"] = user
     if package_manager == "pnpm":  # npm warns about settings it does not know
-        env["npm_config_store_dir"] = os.path.join(cache_root, "pnpm-store")
+        env["npm_config_store_dir"] = os.path.join(paths.caches, "pnpm-store")
     elif package_manager == "yarn":
-        env["YARN_CACHE_FOLDER"] = os.path.join(cache_root, "yarn")
+        env["YARN_CACHE_FOLDER"] = os.path.join(paths.caches, "yarn")
+        env["YARN_GLOBAL_FOLDER"] = os.path.join(paths.caches, "yarn-global")
     if registry:
-        env["npm_config_registry"] = registry
-        env["YARN_NPM_REGISTRY_SERVER"] = registry
-        env["COREPACK_NPM_REGISTRY"] = registry.rstrip("/")
-        env["COREPACK_INTEGRITY_KEYS"] = "0"  # mirrors do not carry npm's package signatures
+        env.update(registry_env(registry))
     env.update(extra or {})
     return env
+
+
+def registry_env(registry: str) -> dict[str, str]:
+    """The variables that point npm, pnpm, yarn and corepack at `registry`."""
+    return {
+        "npm_config_registry": registry,
+        "YARN_NPM_REGISTRY_SERVER": registry,
+        "COREPACK_NPM_REGISTRY": registry.rstrip("/"),
+        "COREPACK_INTEGRITY_KEYS": "0",  # mirrors do not carry npm's package signatures
+    }

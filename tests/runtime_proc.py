@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import re
@@ -63,6 +64,7 @@ class RuntimeProcess:
     proc: subprocess.Popen
     port: int
     log_path: str
+    workspace_root: str = ""
     _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
 
     def output(self) -> str:
@@ -121,35 +123,66 @@ class RuntimeProcess:
             self.proc.wait(timeout=10)
 
 
+_UID_BLOCKS = itertools.count(os.getpid() % 100)
+
+
+def shared_dir(prefix: str = "fcbuild-shared-") -> str:
+    """A folder the build users may write to (sticky, like /tmp): where a test's build leaves
+    evidence for the test to read."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(path, 0o1777)
+    return path
+
+
+def workspace_root_for(workdir: str) -> str:
+    """A workspace root the build users can reach (pytest's own folders are closed to others), the
+    same for the same workdir (a runtime restarted on it finds its caches)."""
+    import hashlib
+
+    name = "fcbuild-ws-" + hashlib.sha256(os.path.abspath(workdir).encode()).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(), name)
+
+
 def start_runtime(
     env: dict[str, str] | None = None,
     args: list[str] | None = None,
     *,
     workdir: str | None = None,
     ready_timeout: float = 30,
+    user: int | None = None,
+    command: list[str] | None = None,
 ) -> RuntimeProcess:
     """Start fcbuild on port 0 and wait until it has logged the port it bound (no fixed sleep)."""
     workdir = workdir or tempfile.mkdtemp(prefix="fcbuild-test-")
     os.makedirs(workdir, exist_ok=True)
     log_path = os.path.join(workdir, "runtime.log")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "FC_", "FCBUILD_"))}
-    full_env.setdefault("FCBUILD_WORKSPACE_ROOT", os.path.join(workdir, "ws"))
+    full_env.setdefault("FCBUILD_WORKSPACE_ROOT", workspace_root_for(workdir))
+    if "FCBUILD_BUILD_UIDS" not in full_env:  # runtimes on one machine stand for separate instances
+        slots = int(full_env.get("FCBUILD_MAX_BUILDS", "1"))
+        first = 21000 + 8 * (next(_UID_BLOCKS) % 100)
+        full_env["FCBUILD_BUILD_UIDS"] = f"{first}-{first + max(slots, 8) - 1}"
     full_env.update(env or {})
+    identity = {}
+    if user is not None:  # as another user: it needs to pass through its working folder
+        os.chmod(workdir, 0o755)
+        identity = {"user": user, "group": user, "extra_groups": []}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            runtime_command() + (args if args is not None else ["0", "--host", "127.0.0.1"]),
+            (command or runtime_command()) + (args if args is not None else ["0", "--host", "127.0.0.1"]),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=full_env,
             cwd=workdir,
             start_new_session=True,
+            **identity,
         )
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         with open(log_path, encoding="utf-8", errors="replace") as f:
             match = re.search(r"listening on [\d.]+:(\d+)", f.read())
         if match:
-            return RuntimeProcess(proc, int(match.group(1)), log_path)
+            return RuntimeProcess(proc, int(match.group(1)), log_path, full_env["FCBUILD_WORKSPACE_ROOT"])
         if proc.poll() is not None:
             break
         time.sleep(0.01)

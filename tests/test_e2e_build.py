@@ -18,7 +18,7 @@ import pytest
 from oss_server import LocalOss
 from tests.archives import FIXTURES, big_file_zip, hostile_archives, many_files_tar, pack_tar, pack_zip
 from tests.conftest import AK, REGION, STS
-from tests.runtime_proc import function_error, start_runtime
+from tests.runtime_proc import function_error, shared_dir, start_runtime
 
 TINY = os.path.join(FIXTURES, "tiny")
 CREDS = {
@@ -147,9 +147,9 @@ def test_build_failure_keeps_previous_site(oss, runtime):
     assert site_objects(oss, "keep/") == before
 
 
-def test_build_timeout_kills_the_process_group(oss, runtime, tmp_path):
+def test_build_timeout_kills_the_process_group(oss, runtime):
     put_source(oss, "tiny.tar.gz", pack_tar(TINY))
-    pid_file = str(tmp_path / "child.pid")
+    pid_file = os.path.join(shared_dir(), "child.pid")
     started = time.monotonic()
     resp = build(runtime, "oss://src/tiny.tar.gz", "hang/", {"env": {"BUILD_HANG": pid_file}, "timeout_s": 4})
     assert "passed its deadline" in error_of(resp, "BuildTimeout")
@@ -243,8 +243,8 @@ def test_archive_bombs_are_capped(oss, tmp_path):
         assert "more than 50 entries" in error_of(build(rt, "oss://src/bomb/many.tar.gz", "bomb/"), "InvalidSource")
         put_source(oss, "bomb/big.zip", big_file_zip(5 * 1024 * 1024))
         assert "bytes when extracted" in error_of(build(rt, "oss://src/bomb/big.zip", "bomb/"), "InvalidSource")
-        workspaces = os.listdir(os.path.join(os.path.dirname(rt.log_path), "ws"))
-        assert sorted(workspaces) == ["cache", "home"]  # every build's workspace was removed
+        assert sorted(os.listdir(rt.workspace_root)) == ["cache", "tools", "ws"]
+        assert os.listdir(os.path.join(rt.workspace_root, "ws")) == []  # every build's workspace was removed
     finally:
         assert rt.stop() == 0
 

@@ -34,6 +34,14 @@ def runtime(oss):
     rt.kill()
 
 
+@pytest.fixture(scope="module")
+def other_instance(oss):
+    """A second instance of the function: builds of one target on two instances may overlap."""
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_UPLOAD_MARGIN_S": "2"})
+    yield rt
+    rt.kill()
+
+
 def site(oss):
     return oss2.Bucket(oss2.AuthV4(AK.access_key_id, AK.access_key_secret), oss.endpoint, "site", region=REGION)
 
@@ -79,13 +87,13 @@ def test_stale_objects_wait_for_keep_releases_and_foreign_keys_survive(oss, runt
     assert [r["id"] for r in manifest["releases"]] == [third.json()["requestId"], manifest["releases"][1]["id"]]
 
 
-def test_concurrent_deploys_end_with_the_newer_one_live_and_complete(oss, runtime):
-    """Steps: an older build that is slow to finish, then a newer one; the newer publishes, the
-    older reports Superseded at its HTML switch and publishes nothing."""
+def test_concurrent_deploys_end_with_the_newer_one_live_and_complete(oss, runtime, other_instance):
+    """Steps: an older build that is slow to finish, then a newer one on another instance; the
+    newer publishes, the older reports Superseded at its HTML switch and publishes nothing."""
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         older = pool.submit(deploy, runtime, "race/", "older", delay_ms=2500, request_id="race-older")
         time.sleep(0.8)  # the older one has claimed the target and is building
-        newer = pool.submit(deploy, runtime, "race/", "newer", request_id="race-newer")
+        newer = pool.submit(deploy, other_instance, "race/", "newer", request_id="race-newer")
         newer_resp, older_resp = newer.result(), older.result()
     assert newer_resp.status == 200, newer_resp.body
     assert older_resp.status == 404
@@ -100,15 +108,26 @@ def test_concurrent_deploys_end_with_the_newer_one_live_and_complete(oss, runtim
         assert site(oss).object_exists("race/" + rel), rel  # the live release is complete
 
 
-def test_a_build_started_before_the_live_one_never_publishes(oss, runtime):
+def test_a_build_started_before_the_live_one_never_publishes(oss, runtime, other_instance):
     slow = concurrent.futures.ThreadPoolExecutor(1).submit(
         deploy, runtime, "late/", "stale", delay_ms=3000, request_id="late-old"
     )
     time.sleep(0.8)
-    assert deploy(runtime, "late/", "fresh", request_id="late-new").status == 200
+    assert deploy(other_instance, "late/", "fresh", request_id="late-new").status == 200
     resp = slow.result()
     assert resp.json()["errorType"] == "Superseded"
     assert b"fresh" in site(oss).get_object("late/assets/" + js_of(oss, "late/")).read()
+
+
+def test_builds_of_one_target_on_one_instance_take_turns_and_the_newer_ends_live(oss, runtime):
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        older = pool.submit(deploy, runtime, "turns/", "older", delay_ms=1500, request_id="turns-older")
+        time.sleep(0.5)
+        newer = pool.submit(deploy, runtime, "turns/", "newer", request_id="turns-newer")
+        older_resp, newer_resp = older.result(), newer.result()
+    assert older_resp.status == 200 and newer_resp.status == 200, (older_resp.body, newer_resp.body)
+    assert newer_resp.json()["queueSeconds"] > 0.5  # it waited for the older one to finish
+    assert b"newer" in site(oss).get_object("turns/assets/" + js_of(oss, "turns/")).read()
 
 
 def test_async_status_lifecycle_and_retry_does_not_deploy_twice(oss, runtime):

@@ -11,7 +11,7 @@ import pytest
 
 import oss_io
 from context import Credentials, FcContext
-from errors import AccessDenied, SourceNotFound, UploadFailed
+from errors import AccessDenied, BuildFailed, SourceNotFound, UploadFailed
 from oss_server import Faults
 from settings import PipelineSettings
 from tests.conftest import AK, REGION, STS
@@ -216,8 +216,22 @@ def test_symlinks_in_output_are_refused(local_oss, tmp_path):
     root = tmp_path / "out"
     make_tree(str(root), {"index.html": b"x"})
     os.symlink("/etc/passwd", root / "passwd")
-    with pytest.raises(UploadFailed, match="not a regular file"):
+    with pytest.raises(BuildFailed, match="not a regular file"):
         client(local_oss).upload_tree("site", "", str(root))
+
+
+def test_files_the_build_user_does_not_own_are_refused(local_oss, tmp_path):
+    root = tmp_path / "out"
+    make_tree(str(root), {"index.html": b"x", "p": b"system file"})
+    mine = os.stat(root / "index.html").st_uid
+    with pytest.raises(BuildFailed, match="index.html: not written by the build"):
+        client(local_oss).upload_tree("site", "", str(root), owner_uid=mine + 1)
+    plan, _ = client(local_oss).upload_tree("site", "own/", str(root), owner_uid=mine)
+    assert len(plan.uploads) == 2
+    if os.geteuid() == 0:  # one file of another user among the build's own
+        os.chown(root / "p", 12345, 12345)
+        with pytest.raises(BuildFailed, match="^the build output was refused: p: not written by the build"):
+            client(local_oss).upload_tree("site", "", str(root), owner_uid=mine)
 
 
 def test_oss2_client_side_encryption_is_not_loaded():

@@ -277,3 +277,27 @@ def test_objects_survive_a_restart(tmp_path):
         bucket(oss).put_object("kept", b"data")
     with LocalOss(root, accounts=[AK]) as oss:
         assert bucket(oss).get_object("kept").read() == b"data"
+
+
+def test_object_acl_private_objects_are_not_served_to_the_website(local_oss):
+    b = bucket(local_oss, name="site")
+    b.put_object("pub.html", b"public")
+    b.put_object("meta.json", b"{}", headers={"x-oss-object-acl": "private"})
+    assert b.get_object_acl("meta.json").acl == "private"
+    assert b.get_object_acl("pub.html").acl == "default"
+    assert b.get_object("meta.json").read() == b"{}"  # the owner still reads it, signed
+    with urllib.request.urlopen(local_oss.site_url("site", "pub.html")) as page:
+        assert page.read() == b"public"
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(local_oss.site_url("site", "meta.json"))
+    assert denied.value.code == 403 and b"<Code>AccessDenied</Code>" in denied.value.read()
+    b.put_object_acl("pub.html", oss2.OBJECT_ACL_PRIVATE)
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(local_oss.site_url("site", "pub.html"))
+    with pytest.raises(oss2.exceptions.OssError) as bad:
+        b.put_object("x", b"x", headers={"x-oss-object-acl": "secret"})
+    assert bad.value.status == 400 and bad.value.code == "InvalidArgument"
+    up = b.init_multipart_upload("big", headers={"x-oss-object-acl": "private"})
+    part = b.upload_part("big", up.upload_id, 1, b"x" * 10)
+    b.complete_multipart_upload("big", up.upload_id, [PartInfo(1, part.etag)])
+    assert b.get_object_acl("big").acl == "private"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from errors import BuildFailed, InvalidSource, NotAvailable
 from toolchain import (
+    BuildPaths,
     NodeInstall,
     build_argv,
     child_env,
@@ -44,7 +43,7 @@ from toolchain import (
         ),
         (
             ["pnpm-lock.yaml"],
-            {"packageManager": "pnpm@9.12.1+sha512.abc"},
+            {"packageManager": "pnpm@9.12.1+sha512." + "ab" * 64},
             "",
             ("pnpm", "9.12.1", "pnpm-lock.yaml", False, ("corepack", "pnpm@9.12.1", "install", "--frozen-lockfile")),
         ),
@@ -141,10 +140,14 @@ def test_output_dir(tmp_path):
     assert find_output_dir(str(tmp_path), "build") == str(tmp_path / "build")
 
 
+PATHS = BuildPaths("/ws/site", "/ws/site/home", "/ws/site/tmp", "/ws/site/caches", "/root/tools/corepack")
+
+
 def test_child_env_is_an_allowlist():
     launch = {
         "PATH": "/usr/bin:/bin",
         "HOME": "/root",
+        "TMPDIR": "/var/tmp",
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "HTTPS_PROXY": "http://proxy:3128",
@@ -155,9 +158,7 @@ def test_child_env_is_an_allowlist():
         "AWS_SECRET_ACCESS_KEY": "a",
         "LD_LIBRARY_PATH": "/opt/lib",
     }
-    env = child_env(
-        launch, "/node/bin", home="/ws/home", cache_root="/ws/cache", registry="https://mirror/", extra={"A": "1"}
-    )
+    env = child_env(launch, "/node/bin", PATHS, registry="https://mirror/", extra={"A": "1"}, user="fcbuild20000")
     assert env["PATH"] == "/node/bin:/usr/bin:/bin"
     assert env["CI"] == "true" and env["A"] == "1"
     assert env["LD_LIBRARY_PATH"] == "/opt/lib"
@@ -167,6 +168,36 @@ def test_child_env_is_an_allowlist():
     assert env["HTTPS_PROXY"] == "http://proxy:3128" and env["LC_ALL"] == "C.UTF-8"
     assert not any(k.startswith(("ALIBABA_CLOUD", "FC_", "FCBUILD_", "AWS_")) for k in env)
     assert "npm_config_store_dir" not in env
+    assert env["USER"] == env["LOGNAME"] == "fcbuild20000"
+
+
+def test_child_env_has_a_home_and_caches_of_its_own():
+    env = child_env({"HOME": "/root", "TMPDIR": "/tmp"}, "/n", PATHS, package_manager="pnpm")
+    assert env["HOME"] == "/ws/site/home" and env["TMPDIR"] == "/ws/site/tmp"
+    assert all(env[k].startswith("/ws/site/home/") for k in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"))
+    assert env["npm_config_cache"] == "/ws/site/caches/npm"
+    assert env["npm_config_store_dir"] == "/ws/site/caches/pnpm-store"
+    assert env["COREPACK_HOME"] == "/root/tools/corepack"
+    assert env["GIT_CEILING_DIRECTORIES"] == "/ws/site"
+    yarn = child_env({}, "/n", PATHS, package_manager="yarn")
+    assert yarn["YARN_CACHE_FOLDER"] == "/ws/site/caches/yarn"
+    assert yarn["YARN_GLOBAL_FOLDER"] == "/ws/site/caches/yarn-global"
+
+
+@pytest.mark.parametrize(
+    "files,package,yarn_head,pnpm_head,release",
+    [
+        (["pnpm-lock.yaml"], {}, "", "lockfileVersion: '9.0'\n", "pnpm@9"),
+        (["pnpm-lock.yaml"], {}, "", "lockfileVersion: '6.0'\n", "pnpm@8"),
+        (["pnpm-lock.yaml"], {}, "", "lockfileVersion: 5.4\n", "pnpm@7"),
+        (["yarn.lock"], {}, "# yarn lockfile v1\n", "", "yarn@1"),
+        (["yarn.lock"], {}, "__metadata:\n  version: 6\n  cacheKey: 8\n", "", "yarn@3"),
+        (["yarn.lock"], {}, "__metadata:\n  version: 8\n  cacheKey: 10\n", "", "yarn@4"),
+        (["pnpm-lock.yaml"], {"packageManager": "pnpm@10.1.0"}, "", "lockfileVersion: '9.0'\n", "pnpm@10.1.0"),
+    ],
+)
+def test_unpinned_package_managers_get_the_major_of_their_lockfile(files, package, yarn_head, pnpm_head, release):
+    assert detect_package_manager(files, package, yarn_head, pnpm_head).release == release
 
 
 def test_frozen_binary_environment_is_restored():
@@ -176,14 +207,3 @@ def test_frozen_binary_environment_is_restored():
     assert launch_environment(frozen, frozen=True)["LD_LIBRARY_PATH"] == "/opt/lib"
     assert "LD_LIBRARY_PATH" not in launch_environment({"LD_LIBRARY_PATH": "/tmp/_MEI123"}, frozen=True)
     assert launch_environment({"LD_LIBRARY_PATH": "/x"}, frozen=False)["LD_LIBRARY_PATH"] == "/x"
-
-
-def test_unwritable_home_is_replaced(tmp_path):
-    home = tmp_path / "ro"
-    home.mkdir()
-    os.chmod(home, 0o500)
-    env = child_env({"HOME": str(home)}, "/n", home="/ws/home", cache_root="/c")
-    if os.geteuid() != 0:  # root can write anywhere
-        assert env["HOME"] == "/ws/home"
-    env = child_env({}, "/n", home="/ws/home", cache_root="/c")
-    assert env["HOME"] == "/ws/home"
