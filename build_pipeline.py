@@ -292,11 +292,14 @@ def _run_in_slot(
         log=log,
     )
     tools: dict[str, Any] = {}
+    isolation = _Timer()
+    run: Runner | None = None
     try:
         _claim_target(ctx, job, storage)
         with steps.step("source"):
             project = _fetch_source(job, paths.workspace, settings, storage, log)
-            _hand_over(paths, project, slot, instance, site)
+            with isolation:
+                _hand_over(paths, project, slot, instance, site)
         with steps.step("toolchain"):
             package = read_package_json(project)
             pm, node = _choose_toolchain(project, package, job, settings, log)
@@ -316,7 +319,8 @@ def _run_in_slot(
         cache.project = project
         with steps.step("cache"):
             cache.restore(pm, node)
-            _own_restored_tree(project, slot, instance, warm=cache.outcome.hit == "warm")
+            with isolation:
+                _own_restored_tree(project, slot, instance, warm=cache.outcome.hit == "warm")
         run = Runner(project, env, deadline, instance.containment, slot, build_log, log)
         with steps.step("install"):
             _install(run, job, pm, project, restored=cache.outcome.hit in ("warm", "oss"), log=log)
@@ -345,7 +349,12 @@ def _run_in_slot(
         raise
     finally:
         build_log.close()
-        _clean_up(paths, slot, instance, site, settings, log)
+        with isolation:
+            _clean_up(paths, slot, instance, site, settings, log)
+        if not settings.keep_workspace:
+            shutil.rmtree(paths.workspace, ignore_errors=True)
+        if run is not None:
+            isolation.seconds += run.isolation_seconds
     return {
         "requestId": ctx.request_id,
         "status": "succeeded",
@@ -357,7 +366,7 @@ def _run_in_slot(
         "steps": steps.times,
         "durationSeconds": 0.0,
         "_started": started,
-        "isolation": {"slot": slot.index, "uid": slot.uid} if slot.isolated else {"slot": slot.index, "uid": None},
+        "isolation": {"slot": slot.index, "uid": slot.uid, "seconds": round(isolation.seconds, 4)},
         "cache": cache.outcome.as_dict(),
         **({"tools": tools} if tools else {}),
         **({"cdn": cdn_report.as_dict()} if cdn_report is not None else {}),
@@ -461,8 +470,8 @@ def _own_restored_tree(project: str, slot: sandbox.Slot, instance: Instance, *, 
 def _clean_up(
     paths: BuildPaths, slot: sandbox.Slot, instance: Instance, site: str, settings: PipelineSettings, log: Any
 ) -> None:
-    """After the build: nothing of it runs, its files in shared temp folders are gone, the site's
-    caches go back where no build can reach them, and the workspace is removed."""
+    """After the build: nothing of it runs, its files in shared temp folders are gone, and the
+    site's caches go back where no build can reach them."""
     try:
         instance.containment.end(slot)
         if slot.isolated:
@@ -475,8 +484,19 @@ def _clean_up(
             os.rename(paths.caches, kept)
     except OSError as exc:
         log.warning("clean-up after the build: %s", exc)
-    if not settings.keep_workspace:
-        shutil.rmtree(paths.workspace, ignore_errors=True)
+
+
+class _Timer:
+    """Adds up the time spent inside `with` blocks."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds += time.monotonic() - self._started
 
 
 # --- dependencies ----------------------------------------------------------------------------

@@ -130,6 +130,7 @@ class Runner:
     ) -> None:
         self.cwd, self.env, self.deadline, self.out, self.log = cwd, env, deadline, out, log
         self.containment, self.slot = containment, slot
+        self.isolation_seconds = 0.0  # spent ending what the steps left running
 
     def __call__(self, step: str, argv: tuple[str, ...], *, cwd: str | None = None) -> None:
         self.out.line(step, f"$ {shlex.join(argv)}")
@@ -167,7 +168,9 @@ class Runner:
                 code = proc.returncode
         finally:
             _signal_group(proc.pid, signal.SIGKILL)
+            ending = time.monotonic()
             left = self.containment.end(self.slot, proc.pid)  # no process outlives its step
+            self.isolation_seconds += time.monotonic() - ending
             self.containment.children.discard(proc.pid)
             ended.set()
             reader.join()

@@ -12,6 +12,7 @@ A second run finds the previous deploy's manifest and uploads nothing.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 import json
@@ -19,6 +20,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import uuid
 
@@ -33,6 +35,9 @@ SITE = os.path.join(HERE, "site")
 REGION = "cn-hangzhou"
 ACCOUNT = Account("STS.demo-key-id", "demo-secret", "demo-security-token")
 SERVE_PORT = 9100
+# Outside the repository (a build's git hooks must find no repository above it) and reachable by
+# the build users; the same for every run, so that a second run finds its caches.
+WORKSPACE_ROOT = os.path.join(tempfile.gettempdir(), "fcbuild-demo-" + hashlib.sha256(ROOT.encode()).hexdigest()[:12])
 
 
 def pack(folder: str) -> bytes:
@@ -95,7 +100,7 @@ def main() -> int:
                 "ALIBABA_CLOUD_ACCESS_KEY_SECRET": ACCOUNT.access_key_secret,
                 "ALIBABA_CLOUD_SECURITY_TOKEN": ACCOUNT.security_token,
                 "FCBUILD_OSS_ENDPOINT": oss.endpoint,
-                "FCBUILD_WORKSPACE_ROOT": os.path.join(STATE, "workspace"),
+                "FCBUILD_WORKSPACE_ROOT": WORKSPACE_ROOT,
             }
         )
         log_path = os.path.join(STATE, "fcbuild.log")

@@ -7,6 +7,7 @@ fetches the package manager from it without npm's package signatures, which a mi
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -16,7 +17,7 @@ import pytest
 from oss_server import LocalOss
 from tests.archives import FIXTURES, pack_tar
 from tests.conftest import AK, REGION, STS
-from tests.runtime_proc import start_runtime
+from tests.runtime_proc import shared_dir, start_runtime
 from tests.test_e2e_build import CREDS, raw
 
 PROJECTS = {
@@ -58,5 +59,47 @@ def test_project_through_corepack_with_postinstall(oss, manager):
         assert again["cache"]["hit"] == second_hit and again["files"]["uploaded"] == 0
         if manager == "yarn":
             assert again["cache"]["saved"] == "nothing installed"
+    finally:
+        assert rt.stop() == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="builds run as their own users only under root, as on FC")
+def test_another_sites_build_cannot_change_the_package_manager_the_next_build_runs(oss):
+    """Site A's pnpm build installs pnpm; a hostile site's build then appends code to every file of
+    every package-manager release it can reach, and writes user-level configs; site B's pnpm build
+    runs the release as installed (verified), with none of that, and its rebuild is warm."""
+    registry = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True, check=True)
+    registry = registry.stdout.strip()
+    src = raw(oss, "src")
+    src.put_object("pnpm.tar.gz", pack_tar(os.path.join(FIXTURES, "pnpm-site")))
+    src.put_object("hostile.tar.gz", pack_tar(os.path.join(FIXTURES, "hostile")))
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint})
+    try:
+
+        def pnpm_build(prefix):
+            event = {
+                "source": "oss://src/pnpm.tar.gz",
+                "target": f"oss://site/{prefix}",
+                "build": {"registry": registry},
+            }
+            resp = rt.invoke(event, headers=CREDS, timeout=600)
+            assert resp.status == 200, resp.body
+            return resp.json()
+
+        assert pnpm_build("a/")["tools"]["installed"] == "pnpm@9.15.9"
+        evidence = shared_dir()
+        hostile = {
+            "source": "oss://src/hostile.tar.gz",
+            "target": "oss://site/x/",
+            "build": {"env": {"ATTACK": "poison", "EVIDENCE": evidence}},
+        }
+        assert rt.invoke(hostile, headers=CREDS).status == 200
+        with open(os.path.join(evidence, "report-build.json")) as f:
+            poison = json.load(f)["poison"]
+        assert poison["corepack"]["refused"] > 0 and poison["corepack"]["changed"] == 0
+        b = pnpm_build("b/")
+        assert b["tools"] == {"verified": "pnpm@9.15.9", "seconds": b["tools"]["seconds"]}
+        assert "POISONED" not in rt.output()
+        assert pnpm_build("b/")["cache"]["hit"] == "warm"
     finally:
         assert rt.stop() == 0

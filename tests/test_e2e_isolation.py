@@ -351,3 +351,29 @@ def test_a_runtime_that_is_not_root_still_hides_its_memory_and_says_builds_share
             assert secret.encode() not in everything_in(oss, "site")
     finally:
         assert rt.stop() == 0
+
+
+def test_every_credential_the_runtime_has_seen_is_redacted_in_every_request(oss, runtime):
+    """Request one brings credentials in its headers; request two, with other credentials, prints
+    request one's secret and the environment's (as a build that found them would): both are
+    redacted from its answer, the runtime log and its saved build log."""
+    first = runtime.invoke({"source": "oss://src/tiny.tar.gz", "target": "oss://site/seen-1/"}, headers=HEADER_CREDS)
+    assert first.status == 200, first.body
+    other = {
+        "x-fc-access-key-id": ENV_CREDS["ALIBABA_CLOUD_ACCESS_KEY_ID"],
+        "x-fc-access-key-secret": ENV_CREDS["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
+        "x-fc-security-token": ENV_CREDS["ALIBABA_CLOUD_SECURITY_TOKEN"],
+    }
+    leaked = {"A": STS.access_key_secret, "B": ENV_CREDS["ALIBABA_CLOUD_SECURITY_TOKEN"], "BUILD_FAIL": "1"}
+    event = {
+        "source": "oss://src/tiny.tar.gz",
+        "target": "oss://site/seen-2/",
+        "build": {"env": {**leaked, "PRINT_ENV": "1"}},
+    }
+    resp = runtime.invoke(event, headers=other, request_id="seen-2")
+    body = function_error(resp, "BuildFailed")
+    log = site(oss).get_object("seen-2/.fcbuild/logs/seen-2.log").read().decode()
+    assert "env A=***" in log and "env B=***" in log
+    for text in (resp.body.decode(), runtime.output(), log):
+        assert STS.access_key_secret not in text and ENV_CREDS["ALIBABA_CLOUD_SECURITY_TOKEN"] not in text
+    assert body["requestId"] == "seen-2"
