@@ -452,7 +452,8 @@ def _hand_over(paths: BuildPaths, project: str, slot: sandbox.Slot, instance: In
     assert slot.uid is not None and slot.gid is not None
     me = os.geteuid()
     sandbox.chown_tree(project, slot.uid, slot.gid, only_from={me})
-    sandbox.chown_tree(paths.caches, slot.uid, slot.gid, only_from=instance.build_uid_set | {me})
+    if sandbox.tree_owner(paths.caches) != slot.uid:  # last used by another slot's user (or new)
+        sandbox.chown_tree(paths.caches, slot.uid, slot.gid, only_from=instance.build_uid_set | {me})
     for folder in (project, paths.home, paths.tmp, paths.caches):
         os.lchown(folder, slot.uid, slot.gid)
         os.chmod(folder, 0o700)
@@ -695,6 +696,15 @@ def _fetch_source(
         raise SourceNotFound(f"{source.url()}: no objects under this prefix")
     if len(objects) > limits.max_files or sum(o.size for o in objects) > limits.max_bytes:
         raise InvalidSource(f"{source.url()}: over {limits.max_files} files or {limits.max_bytes} bytes")
+    names = [o.key[len(source.prefix) :] for o in objects]
+    folders = {name.rsplit("/", 1)[0] for name in names if "/" in name}
+    folders |= {f.rsplit("/", i)[0] for f in list(folders) for i in range(1, f.count("/") + 1)}
+    both = sorted(set(names) & folders)
+    if both:
+        raise InvalidSource(
+            f"{source.url()}: {both[0]!r} is both a file and a folder (oss://{source.bucket}/{source.prefix}{both[0]} "
+            f"and oss://{source.bucket}/{source.prefix}{both[0]}/...); a project folder cannot hold both"
+        )
     os.makedirs(dest)
     pairs = []
     for obj in objects:

@@ -13,9 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from errors import InvalidRequest
+from oss_names import check_bucket, check_key, first_control
 
 MAX_TIMEOUT_S = 86_400  # FC's longest invocation
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+# Room a target prefix must leave for the longest key fcbuild writes under it for itself
+# (`.fcbuild/status/<request id>.json`, ids cut to 80 characters) and for the site's own paths.
+TARGET_PREFIX_ROOM = 200
+
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
 
@@ -64,6 +68,7 @@ class BuildJob:
 def parse_job(event: Mapping[str, Any]) -> BuildJob:
     """Validate a decoded invoke body into a BuildJob, or raise InvalidRequest naming the field."""
     _only(event, "", {"source", "target", "build", "deploy", "cdn"})
+    _no_nul(event)
     source = _location(_require(event, "source"), "source", want_object=True)
     target = _location(_require(event, "target"), "target", want_object=False)
     if source.is_archive and not source.key.lower().endswith(ARCHIVE_SUFFIXES):
@@ -81,13 +86,36 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
         command=_command(build.get("command"), "build.command"),
         output_dir=_relative_dir(build.get("output_dir"), "build.output_dir"),
         env=_env(build.get("env", {}), "build.env"),
-        node_version=_optional_str(build.get("node_version"), "build.node_version"),
+        node_version=_line(build.get("node_version"), "build.node_version"),
         timeout_s=_timeout(build.get("timeout_s"), "build.timeout_s"),
         registry=_registry(build.get("registry"), "build.registry"),
         cache_control=_cache_rules(deploy.get("cache_control", []), "deploy.cache_control"),
         keep_releases=_bounded_int(deploy.get("keep_releases", 3), "deploy.keep_releases", 0, 100),
         cdn=_cdn(event.get("cdn"), "cdn"),
     )
+
+
+def _no_nul(event: Mapping[str, Any]) -> None:
+    """No string anywhere in the request may hold a NUL: no file name, argument or header can."""
+    todo: list[tuple[str, Any]] = [("", event)]
+    while todo:
+        where, value = todo.pop()
+        if isinstance(value, dict):
+            todo.extend((f"{where}.{k}" if where else str(k), v) for k, v in value.items())
+            for k in value:
+                if "\0" in k:
+                    raise InvalidRequest(f"{where or 'body'}: a field name has a NUL character")
+        elif isinstance(value, list):
+            todo.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+        elif isinstance(value, str) and "\0" in value:
+            raise InvalidRequest(f"{where}: has a NUL character")
+
+
+def _one_line(text: str, where: str) -> str:
+    control = first_control(text)
+    if control >= 0:
+        raise InvalidRequest(f"{where}: has a control character ({text[control]!r} at {control})")
+    return text
 
 
 def _require(obj: Mapping[str, Any], name: str, where: str = "") -> Any:
@@ -99,7 +127,7 @@ def _require(obj: Mapping[str, Any], name: str, where: str = "") -> Any:
 def _only(obj: Mapping[str, Any], where: str, allowed: set[str]) -> None:
     unknown = sorted(set(obj) - allowed)
     if unknown:
-        raise InvalidRequest(f"{where}{unknown[0]}: unknown field (allowed: {', '.join(sorted(allowed))})")
+        raise InvalidRequest(f"{where}{unknown[0]!r}: unknown field (allowed: {', '.join(sorted(allowed))})")
 
 
 def _object(value: Any, where: str) -> Mapping[str, Any]:
@@ -132,24 +160,24 @@ def _location(value: Any, where: str, *, want_object: bool) -> OssLocation:
         value = {"bucket": bucket, "prefix": path} if is_folder else {"bucket": bucket, "key": path}
     value = _object(value, where)
     _only(value, f"{where}.", {"bucket", "key", "prefix"} if want_object else {"bucket", "prefix"})
-    bucket = _string(_require(value, "bucket", f"{where}."), f"{where}.bucket")
-    if not _BUCKET_RE.match(bucket):
-        raise InvalidRequest(f"{where}.bucket: {bucket!r} is not a valid OSS bucket name (3-63 of a-z, 0-9, -)")
+    bucket = check_bucket(_string(_require(value, "bucket", f"{where}."), f"{where}.bucket"), f"{where}.bucket")
     key = value.get("key")
     prefix = value.get("prefix")
     if key is not None and prefix is not None:
         raise InvalidRequest(f"{where}: give key (an archive) or prefix (a folder), not both")
     if key is not None:
-        key = _string(key, f"{where}.key")
-        if not key or key.startswith("/") or len(key.encode()) > 1023 or key.endswith("/"):
-            raise InvalidRequest(f"{where}.key: must be an object name (1-1023 bytes, no leading or trailing /)")
+        key = check_key(_string(key, f"{where}.key"), f"{where}.key")
+        if key.endswith("/"):
+            raise InvalidRequest(f"{where}.key: must be an object name, not a folder (it ends in /)")
         return OssLocation(bucket, key=key)
     if want_object and prefix is None:
         raise InvalidRequest(f"{where}: needs key (an archive) or prefix (a project folder)")
     prefix = _string(prefix or "", f"{where}.prefix").strip("/")
-    if ".." in prefix.split("/") or "//" in prefix:
-        raise InvalidRequest(f"{where}.prefix: must not contain '..' or empty segments")
-    return OssLocation(bucket, prefix=f"{prefix}/" if prefix else "")
+    if "//" in prefix:
+        raise InvalidRequest(f"{where}.prefix: must not have empty segments ('//')")
+    room = 0 if want_object else TARGET_PREFIX_ROOM
+    prefix = check_key(f"{prefix}/", f"{where}.prefix", room=room) if prefix else ""
+    return OssLocation(bucket, prefix=prefix)
 
 
 def _command(value: Any, where: str) -> tuple[str, ...] | None:
@@ -167,7 +195,7 @@ def _command(value: Any, where: str) -> tuple[str, ...] | None:
 def _relative_dir(value: Any, where: str) -> str | None:
     if value is None:
         return None
-    text = _string(value, where).strip()
+    text = _one_line(_string(value, where).strip(), where)
     norm = posixpath.normpath(text) if text else ""
     if not text or text.startswith("/") or norm == ".." or norm.startswith("../"):
         raise InvalidRequest(f"{where}: must be a folder inside the project, got {text!r}")
@@ -228,8 +256,13 @@ def _bounded_int(value: Any, where: str, low: int, high: int) -> int:
     return value
 
 
-def _registry(value: Any, where: str) -> str | None:
+def _line(value: Any, where: str) -> str | None:
     text = _optional_str(value, where)
+    return None if text is None else _one_line(text, where)
+
+
+def _registry(value: Any, where: str) -> str | None:
+    text = _line(value, where)
     if text is not None and not re.match(r"^https?://[^\s/]+", text):
         raise InvalidRequest(f"{where}: expected an http(s) URL, got {text!r}")
     return text
@@ -243,10 +276,10 @@ def _cache_rules(value: Any, where: str) -> tuple[tuple[str, str], ...]:
         here = f"{where}[{i}]"
         rule = _object(rule, here)
         _only(rule, f"{here}.", {"pattern", "value"})
-        pattern = _optional_str(_require(rule, "pattern", f"{here}."), f"{here}.pattern")
+        pattern = _line(_require(rule, "pattern", f"{here}."), f"{here}.pattern")
         header = _optional_str(_require(rule, "value", f"{here}."), f"{here}.value")
-        if any(c in (header or "") for c in "\r\n"):
-            raise InvalidRequest(f"{here}.value: must be one line")
+        if not re.fullmatch(r"[\x20-\x7e]{1,1024}", header or ""):
+            raise InvalidRequest(f"{here}.value: must be visible ASCII (an HTTP header value), at most 1024 characters")
         rules.append((pattern or "", header or ""))
     return tuple(rules)
 

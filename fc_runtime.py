@@ -41,6 +41,8 @@ HDR_FC_STATUS = "x-fc-status"
 HDR_CONTROL_PATH = "x-fc-control-path"
 MAX_SYNC_BODY = 32 * 1024 * 1024  # FC's synchronous invocation payload limit
 MAX_DRAIN = 4 * MAX_SYNC_BODY  # read and discard up to this much of a refused body to keep the connection usable
+MAX_JSON_DEPTH = 32  # a build request is 4 levels deep; anything far deeper is not one
+MAX_JSON_NUMBER_CHARS = 32  # no field of a build request needs a longer number
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -201,12 +203,65 @@ def parse_event(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"body: not UTF-8 text (byte {exc.start})") from None
     try:
-        event = json.loads(text)
+        event = json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"body: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise InvalidRequest(f"body: JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except _JsonLimit as exc:
+        raise InvalidRequest(f"body: {exc}") from None
     if not isinstance(event, dict):
         raise InvalidRequest(f"body: expected a JSON object, got {_json_type(event)}")
+    _check_json(event)
     return event
+
+
+class _JsonLimit(ValueError):
+    pass
+
+
+def _json_int(text: str) -> int:
+    if len(text) > MAX_JSON_NUMBER_CHARS:
+        raise _JsonLimit(f"a number of {len(text)} characters (the limit is {MAX_JSON_NUMBER_CHARS})")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    if len(text) > MAX_JSON_NUMBER_CHARS:
+        raise _JsonLimit(f"a number of {len(text)} characters (the limit is {MAX_JSON_NUMBER_CHARS})")
+    return float(text)
+
+
+def _json_constant(name: str) -> float:
+    raise _JsonLimit(f"{name} is not JSON")
+
+
+def _check_json(value: Any) -> None:
+    """Depth within the limit; every string valid Unicode (JSON's \\u escapes can name a lone
+    surrogate); no control character in a field name. Iterative: no recursion limit to hit."""
+    todo = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, str):
+            _valid_text(item, "a string")
+            continue
+        if isinstance(item, dict):
+            for key in item:
+                _valid_text(key, "a field name")
+                if any(ch < " " or ch == "\x7f" for ch in key):
+                    raise InvalidRequest(f"body: a field name has a control character: {key[:80]!r}")
+            item = list(item.values())
+        if isinstance(item, list):
+            if depth > MAX_JSON_DEPTH:
+                raise InvalidRequest(f"body: JSON nested more than {MAX_JSON_DEPTH} levels deep")
+            todo.extend((child, depth + 1) for child in item)
+
+
+def _valid_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(f"body: {what} holds a lone surrogate (\\u{ord(text[exc.start]):04x})") from None
 
 
 def error_response(exc: BaseException, request_id: str, secrets: Sequence[str] = ()) -> tuple[int, dict[str, str]]:
@@ -308,6 +363,7 @@ class FcServer(ThreadingHTTPServer):
         self._instance: Any = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        self._closed = False
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -331,12 +387,15 @@ class FcServer(ThreadingHTTPServer):
                         self.handle_request()
 
     def request_stop(self, reason: str) -> None:
-        """Safe from a signal handler: sets the reason and wakes the accept loop."""
+        """Safe from a signal handler, at any moment: sets the reason and wakes the accept loop
+        (once the server is closed there is nothing to wake)."""
         if not self._stop_reason:
             self._stop_reason = reason
+        if self._closed:
+            return
         try:
             os.write(self._wake_w, b"x")
-        except BlockingIOError:
+        except OSError:  # full (a wake-up is pending anyway) or closed meanwhile
             pass
 
     def graceful_stop(self, reason: str, log: logging.LoggerAdapter | logging.Logger = logger) -> None:
@@ -380,6 +439,7 @@ class FcServer(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
+        self._closed = True
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
@@ -619,7 +679,7 @@ class FcRequestHandler(BaseHTTPRequestHandler):
         `fc_status` adds `x-fc-status`, which FC reads as the outcome of a lifecycle call
         (200 success, 404 function error). Routing errors are not function errors and go without it.
         """
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
         lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json; charset=utf-8"]
         lines.append(f"Content-Length: {len(body)}")
         if fc_status:
@@ -650,6 +710,10 @@ def take_credentials(environ: Any) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
+    # A stop asked for before the server exists is kept and honoured once it does.
+    early: list[str] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: early.append(signal.Signals(signum).name))
     # First of all: no process of our uid may read our memory or /proc environ, and orphans of
     # builds come back to us.
     hardening = sandbox.harden_process()
@@ -673,6 +737,8 @@ def main(argv: list[str]) -> int:
     # A signal may land on any thread; Python runs its handler in the main thread only once that
     # thread leaves its system call. The wakeup fd makes the C-level handler wake the accept loop.
     signal.set_wakeup_fd(server.wake_fd)
+    if early:
+        server.request_stop(early[0])
     host, port = server.server_address[:2]
     logger.info("fcbuild %s listening on %s:%d (pid %d)", __version__, host, port, os.getpid())
     if sandbox.is_root():
@@ -692,6 +758,10 @@ def main(argv: list[str]) -> int:
         server.wait_idle(timeout=5)
     finally:
         signal.set_wakeup_fd(-1)
+        # Stopping already: a later SIGTERM (FC may send one after PreStop) must not kill the
+        # interpreter while it exits, when Python has put the default handlers back.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
         server.server_close()
     logger.info("fcbuild exited cleanly")
     return EXIT_OK

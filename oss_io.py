@@ -209,6 +209,7 @@ class OssClient:
         self._buckets: dict[str, oss2.Bucket] = {}
         self._lock = threading.Lock()
         self.retry_count = 0
+        self.deadline: float | None = None  # time.monotonic() after which no retry starts
 
     @classmethod
     def for_request(cls, ctx: FcContext, settings: PipelineSettings, log: Any = logger) -> OssClient:
@@ -219,7 +220,7 @@ class OssClient:
             )
         region = ctx.region or settings.oss_region
         endpoint = settings.oss_endpoint or f"https://oss-{region}-internal.aliyuncs.com"
-        return cls(
+        client = cls(
             ctx.credentials,
             region,
             endpoint,
@@ -229,6 +230,8 @@ class OssClient:
             retries=settings.oss_retries,
             log=log,
         )
+        client.deadline = ctx.deadline
+        return client
 
     def bucket(self, name: str) -> oss2.Bucket:
         with self._lock:
@@ -242,21 +245,32 @@ class OssClient:
 
     # --- retries and error translation -----------------------------------------------------
 
-    def _attempt(self, what: str, fn: Callable[[], T]) -> T:
-        """Run `fn`, retrying transient failures with exponential backoff and full jitter."""
+    def _attempt(self, what: str, fn: Callable[[], T], progress: Callable[[], int] | None = None) -> T:
+        """Run `fn`, retrying transient failures with exponential backoff and full jitter.
+
+        With `progress` (bytes transferred so far), a failure after the transfer advanced starts the
+        count of retries again: a long download over a flaky link finishes as long as each try gets
+        further. No retry starts past the client's deadline."""
         delay = 0.2
-        for attempt in range(self.retries + 1):
+        failures = 0
+        mark = progress() if progress else 0
+        while True:
             try:
                 return fn()
             except Exception as exc:
-                if not _is_transient(exc) or attempt == self.retries:
+                if progress is not None and progress() > mark:
+                    mark, failures, delay = progress(), 0, 0.2
+                failures += 1
+                if not _is_transient(exc) or failures > self.retries:
+                    raise
+                if self.deadline is not None and time.monotonic() + delay >= self.deadline:
+                    self.log.warning("%s: %s; no time left to retry", what, self._describe(exc))
                     raise
                 with self._lock:
                     self.retry_count += 1
-                self.log.warning("%s: %s; retrying (%d/%d)", what, self._describe(exc), attempt + 1, self.retries)
+                self.log.warning("%s: %s; retrying (%d/%d)", what, self._describe(exc), failures, self.retries)
                 time.sleep(random.uniform(0, delay))
                 delay = min(delay * 2, 5.0)
-        raise AssertionError("unreachable")
 
     def _describe(self, exc: BaseException) -> str:
         if isinstance(exc, oss2.exceptions.OssError):
@@ -432,7 +446,11 @@ class OssClient:
             with open(dest, "wb") as out:
                 got = _Received(out)
                 if size:
-                    self._attempt(f"get {bucket}/{key}", lambda got=got: got.fetch(b, key, etag, size, progress))
+                    self._attempt(
+                        f"get {bucket}/{key}",
+                        lambda got=got: got.fetch(b, key, etag, size, progress),
+                        progress=lambda got=got: got.offset,
+                    )
             if not server_crc or got.crc.crc == server_crc:
                 progress.add(0, file_done=True)
                 return size

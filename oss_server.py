@@ -19,6 +19,7 @@ import argparse
 import base64
 import calendar
 import email.utils
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -384,13 +385,75 @@ class Store:
 # --- faults --------------------------------------------------------------------------------
 
 
+ERROR_CODES = {
+    500: "InternalError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    403: "AccessDenied",
+    429: "Throttled",
+}
+
+
+@dataclass
+class FaultRule:
+    """One exact fault. The requests it matches: `method` ("*" for any), `key` (a glob on the object
+    key), `operation` (an operation name such as put_object; "" for any). It lets the first `skip`
+    matches through, then acts on the next `count` (None: on every later one): a delay of `delay_s`,
+    then either an OSS error with HTTP `status`, or the connection reset after `reset_after` bytes
+    of the response body (0: before any byte of it, with half the request body read).
+
+    As a CLI flag: `METHOD KEYGLOB [op=NAME] [skip=N] [count=N|all] [delay=S] [status=N] [reset-after=N]`,
+    e.g. `--fault "PUT */index.html count=all status=503"` or `--fault "* * skip=34 count=1 reset-after=0"`.
+    """
+
+    method: str = "*"
+    key: str = "*"
+    operation: str = ""
+    skip: int = 0
+    count: int | None = 1
+    delay_s: float = 0.0
+    status: int = 0
+    reset_after: int | None = None
+    matched: int = field(default=0, compare=False)
+
+    @classmethod
+    def parse(cls, text: str) -> FaultRule:
+        words = text.split()
+        if len(words) < 2:
+            raise ValueError(f"a fault rule is METHOD KEYGLOB [name=value ...], got {text!r}")
+        rule = cls(method=words[0].upper(), key=words[1])
+        for word in words[2:]:
+            name, _, value = word.partition("=")
+            if name == "op":
+                rule.operation = value
+            elif name == "skip":
+                rule.skip = int(value)
+            elif name == "count":
+                rule.count = None if value == "all" else int(value)
+            elif name == "delay":
+                rule.delay_s = float(value)
+            elif name == "status":
+                rule.status = int(value)
+            elif name == "reset-after":
+                rule.reset_after = int(value)
+            else:
+                raise ValueError(f"unknown fault rule setting {name!r} in {text!r}")
+        if not rule.status and rule.reset_after is None and not rule.delay_s:
+            raise ValueError(f"a fault rule needs status=, reset-after= or delay=: {text!r}")
+        return rule
+
+    def matches(self, method: str, key: str, operation: str) -> bool:
+        return self.method in ("*", method) and fnmatch.fnmatchcase(key, self.key) and self.operation in ("", operation)
+
+
 @dataclass
 class Faults:
     """What the server does wrong on purpose, per request, for retry tests.
 
     error_rate: fraction answered 500/503; reset_rate: fraction whose connection is reset
     mid-body; corrupt_rate: fraction whose body is altered in flight (one byte flipped);
-    latency_s: added before every request; only: operation names to apply faults to (empty: all).
+    latency_s: added before every request; only: operation names to apply faults to (empty: all);
+    rules: exact faults (FaultRule), the first that fires wins.
     """
 
     error_rate: float = 0.0
@@ -399,10 +462,32 @@ class Faults:
     latency_s: float = 0.0
     only: frozenset[str] = frozenset()
     seed: int | None = None
+    rules: list[FaultRule] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
+
+    def add(self, rule: FaultRule) -> FaultRule:
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        with self._lock:
+            self.rules.clear()
+
+    def fire(self, method: str, key: str, operation: str) -> FaultRule | None:
+        """The rule that acts on this request, if any (counting the match)."""
+        with self._lock:
+            for rule in self.rules:
+                if not rule.matches(method, key, operation):
+                    continue
+                rule.matched += 1
+                nth = rule.matched - rule.skip
+                if nth >= 1 and (rule.count is None or nth <= rule.count):
+                    return rule
+            return None
 
     def roll(self, rate: float) -> bool:
         if rate <= 0:
@@ -702,9 +787,20 @@ class OssHandler(BaseHTTPRequestHandler):
         op = _operation(req)
         faults = self.server.faults
         applies = not faults.only or op in faults.only
+        self.reset_after: int | None = None
         try:
             if faults.latency_s:
                 time.sleep(faults.latency_s)
+            rule = faults.fire(method, req.key, op) if faults.rules else None
+            if rule is not None:
+                if rule.delay_s:
+                    time.sleep(rule.delay_s)
+                if rule.status:
+                    code = ERROR_CODES.get(rule.status, "InjectedFault")
+                    raise OssError(rule.status, code, "Injected fault (a fault rule).")
+                if rule.reset_after == 0:
+                    raise _Reset
+                self.reset_after = rule.reset_after
             if applies and faults.roll(faults.error_rate):
                 status, code = random.choice([(500, "InternalError"), (503, "ServiceUnavailable")])
                 raise OssError(status, code, "Injected fault: please retry.")
@@ -962,7 +1058,7 @@ class OssHandler(BaseHTTPRequestHandler):
             if self.command == "HEAD":
                 return
             f.seek(start)
-            remaining, first = length, True
+            remaining, first, sent = length, True, 0
             while remaining > 0:
                 chunk = f.read(min(remaining, CHUNK))
                 if not chunk:
@@ -970,7 +1066,12 @@ class OssHandler(BaseHTTPRequestHandler):
                 if corrupt and first:
                     chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
                 first = False
+                if self.reset_after is not None and sent + len(chunk) >= self.reset_after:
+                    self.wfile.write(chunk[: self.reset_after - sent])
+                    self.wfile.flush()
+                    raise _Reset
                 remaining -= len(chunk)
+                sent += len(chunk)
                 self.wfile.write(chunk)
 
     op_head_object = op_get_object
@@ -1457,10 +1558,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--latency-ms", type=float, default=0, help="added to every request")
     parser.add_argument("--error-rate", type=float, default=0, help="fraction of requests answered 500/503")
     parser.add_argument("--reset-rate", type=float, default=0, help="fraction of connections reset mid-body")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        help="an exact fault: 'METHOD KEYGLOB [op=NAME] [skip=N] [count=N|all] [delay=S] [status=N] "
+        "[reset-after=N]' (repeatable)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv[1:])
     account = Account(args.access_key_id, args.access_key_secret, args.security_token)
-    faults = Faults(error_rate=args.error_rate, reset_rate=args.reset_rate, latency_s=args.latency_ms / 1000)
+    try:
+        rules = [FaultRule.parse(text) for text in args.fault]
+    except ValueError as exc:
+        parser.error(str(exc))
+    faults = Faults(
+        error_rate=args.error_rate, reset_rate=args.reset_rate, latency_s=args.latency_ms / 1000, rules=rules
+    )
     server = OssServer(
         (args.host, args.port), args.root, [account], region=args.region, faults=faults, quiet=not args.verbose
     )

@@ -7,11 +7,12 @@ anything heavy. Every variable is listed in the README's table.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from context import CREDENTIAL_VARS
+from oss_names import check_bucket, check_key
 
 # Variables a build's child processes may inherit from the runtime's environment. An
 # allowlist, not a denylist: FC puts the function role's credentials in the environment.
@@ -85,8 +86,8 @@ class PipelineSettings:
             keep_workspace=get("FCBUILD_KEEP_WORKSPACE", "") in ("1", "true", "yes"),
             cache_enabled=get("FCBUILD_CACHE", "1") not in ("0", "false", "no"),
             cache_max_bytes=_positive(get, "FCBUILD_CACHE_MAX_MB", 2048, minimum=0) * 1024 * 1024,
-            cache_bucket=get("FCBUILD_CACHE_BUCKET", ""),
-            cache_prefix=get("FCBUILD_CACHE_PREFIX", ""),
+            cache_bucket=_cache_bucket(get("FCBUILD_CACHE_BUCKET", "")),
+            cache_prefix=_cache_prefix(get("FCBUILD_CACHE_PREFIX", "")),
             cdn_endpoint=get("FCBUILD_CDN_ENDPOINT", "").rstrip("/"),
             max_builds=_positive(get, "FCBUILD_MAX_BUILDS", 1),
             queue_wait_s=_positive(get, "FCBUILD_QUEUE_WAIT_S", 120, minimum=0),
@@ -110,6 +111,28 @@ def launch_environment(environ: Mapping[str, str], *, frozen: bool) -> dict[str,
         else:
             env["LD_LIBRARY_PATH"] = original
     return env
+
+
+def _cache_bucket(raw: str) -> str:
+    if raw:
+        _as_setting(lambda: check_bucket(raw, "FCBUILD_CACHE_BUCKET"))
+    return raw
+
+
+def _cache_prefix(raw: str) -> str:
+    prefix = raw.strip("/")
+    if prefix:
+        _as_setting(lambda: check_key(prefix + "/", "FCBUILD_CACHE_PREFIX", room=100))
+    return f"{prefix}/" if prefix else ""
+
+
+def _as_setting(check: Callable[[], object]) -> None:
+    from errors import InvalidRequest
+
+    try:
+        check()
+    except InvalidRequest as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _uid_range(raw: str, slots: int) -> tuple[int, int]:

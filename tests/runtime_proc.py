@@ -123,7 +123,9 @@ class RuntimeProcess:
             self.proc.wait(timeout=10)
 
 
-_UID_BLOCKS = itertools.count(os.getpid() % 100)
+# Eight blocks of build uids per test process (by its pid), taken in turn: two test processes on one
+# machine (a test run beside a benchmark) do not share build users.
+_UID_BLOCKS = (8 * (os.getpid() % 50) + i % 8 for i in itertools.count())
 
 
 def shared_dir(prefix: str = "fcbuild-shared-") -> str:
@@ -160,7 +162,7 @@ def start_runtime(
     full_env.setdefault("FCBUILD_WORKSPACE_ROOT", workspace_root_for(workdir))
     if "FCBUILD_BUILD_UIDS" not in full_env:  # runtimes on one machine stand for separate instances
         slots = int(full_env.get("FCBUILD_MAX_BUILDS", "1"))
-        first = 21000 + 8 * (next(_UID_BLOCKS) % 100)
+        first = 21000 + 8 * next(_UID_BLOCKS)
         full_env["FCBUILD_BUILD_UIDS"] = f"{first}-{first + max(slots, 8) - 1}"
     full_env.update(env or {})
     identity = {}

@@ -291,3 +291,28 @@ def test_node_from_fc_style_install_folders(oss, tmp_path):
         assert f"Node.js {version} at {lang} for '{major}' from request" in rt.output()
     finally:
         assert rt.stop() == 0
+
+
+def test_signals_during_a_build_end_it_cleanly(oss):
+    """SIGTERM three times while a build runs: the build's processes end within the stop's grace, the
+    invoke is answered, the process exits 0 without a traceback, and no build process remains."""
+    import concurrent.futures
+    import signal
+
+    put_source(oss, "tiny.tar.gz", pack_tar(TINY))
+    rt = start_runtime(runtime_env(oss, FCBUILD_STOP_GRACE_S="1"))
+    pid_file = os.path.join(shared_dir(), "child.pid")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(build, rt, "oss://src/tiny.tar.gz", "sig/", {"env": {"BUILD_HANG": pid_file}}, fresh=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(pid_file) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for _ in range(3):
+            rt.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.05)
+        answer = pending.result(timeout=60)
+    assert rt.proc.wait(timeout=30) == 0, rt.output()
+    assert answer.status == 404 and answer.json()["errorType"] in ("BuildFailed", "BuildTimeout")
+    with open(pid_file) as f:
+        assert not _alive(int(f.read()))
+    assert "Traceback" not in rt.output()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import http.client
 import json
+import os
 import signal
 import time
 
@@ -66,8 +67,33 @@ def test_invoke_without_initialize_and_markers(runtime):
         (json.dumps({**VALID, "build": {"timeout_s": "soon"}}).encode(), "build.timeout_s"),
         (json.dumps({**VALID, "build": {"install": 5}}).encode(), "build.install"),
         (json.dumps({**VALID, "build": {"env": {"A": 1}}}).encode(), "build.env.A"),
-        (json.dumps({**VALID, "surprise": True}).encode(), "surprise: unknown field"),
+        (json.dumps({**VALID, "surprise": True}).encode(), "'surprise': unknown field"),
         (json.dumps({**VALID, "source": {"bucket": "Bad_Bucket", "key": "a.zip"}}).encode(), "source.bucket"),
+        (b"[" * 5000 + b"]" * 5000, "nested more than 32 levels"),
+        (b'{"a":' * 40 + b"1" + b"}" * 40, "nested more than 32 levels"),
+        (b'{"source": ' + b"7" * 5000 + b"}", "a number of 5000 characters (the limit is 32)"),
+        (b'{"source": NaN}', "NaN is not JSON"),
+        (b'{"source": "\\ud800"}', "lone surrogate"),
+        (
+            json.dumps({**VALID, "target": {"bucket": "site", "prefix": "a\nb/"}}).encode(),
+            "target.prefix: has a control",
+        ),
+        (
+            json.dumps({**VALID, "target": {"bucket": "site", "prefix": "p" * 1100}}).encode(),
+            "target.prefix: 1101 bytes",
+        ),
+        (
+            json.dumps({**VALID, "target": {"bucket": "site", "prefix": "a/../b"}}).encode(),
+            "target.prefix: must not have",
+        ),
+        (json.dumps({**VALID, "source": {"bucket": "src", "key": "/a.zip"}}).encode(), "source.key: must not start"),
+        (
+            json.dumps({**VALID, "deploy": {"cache_control": [{"pattern": "*", "value": "max-age=1 é"}]}}).encode(),
+            "deploy.cache_control[0].value: must be visible ASCII",
+        ),
+        (json.dumps({**VALID, "build": {"command": ["npm", "run\u0000"]}}).encode(), "build.command[1]: has a NUL"),
+        (json.dumps({**VALID, "build": {"env": {"A": "x\u0000y"}}}).encode(), "build.env.A: has a NUL"),
+        (json.dumps({**VALID, "bad\nname": 1}).encode(), "a field name has a control character"),
     ],
 )
 def test_invalid_requests(runtime, body, field):
@@ -167,6 +193,61 @@ def test_signal_gives_prompt_clean_exit(runtime, sig):
     assert runtime.proc.wait(timeout=5) == 0
     assert time.monotonic() - started < 3
     assert "exited cleanly" in runtime.output()
+
+
+@pytest.mark.parametrize("attempt", range(5))
+def test_pre_stop_then_sigterm_exits_cleanly(attempt):
+    """FC calls PreStop and may then signal the process, more than once, at any moment of its exit."""
+    rt = start_runtime()
+    assert rt.request("POST", "/initialize").status == 200
+    assert rt.request("GET", "/pre-stop").status == 200
+    for _ in range(3):
+        time.sleep(0.005 * attempt)
+        if rt.proc.poll() is None:
+            rt.proc.send_signal(signal.SIGTERM)
+    assert rt.proc.wait(timeout=10) == 0, rt.output()
+    assert "Traceback" not in rt.output() and "exited cleanly" in rt.output()
+
+
+def _python_process(top: int) -> int:
+    """The process that runs Python: `top` itself from source; the innermost child when frozen."""
+    pid = top
+    while True:
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                children = f.read().split()
+        except OSError:
+            return pid
+        if not children:
+            return pid
+        pid = int(children[0])
+
+
+def test_sigterm_while_starting_up_is_honoured_once_the_server_exists():
+    """SIGTERM as soon as Python has a handler for it (before the port is open): exit 0."""
+    import subprocess
+
+    from tests.runtime_proc import runtime_command
+
+    proc = subprocess.Popen(runtime_command() + ["0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{_python_process(proc.pid)}/status") as f:
+                caught = int(next(line for line in f if line.startswith("SigCgt:")).split()[1], 16)
+        except (OSError, StopIteration):
+            caught = 0
+        if (
+            caught & (1 << (signal.SIGTERM - 1))
+            and _python_process(proc.pid) != proc.pid
+            or (caught & (1 << (signal.SIGTERM - 1)) and not os.environ.get("FC_RUNTIME_BIN"))
+        ):
+            break
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out.decode()
+    assert b"Traceback" not in out
 
 
 def test_sigterm_during_the_warm_up_import_is_not_lost():

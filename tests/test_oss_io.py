@@ -11,7 +11,7 @@ import pytest
 
 import oss_io
 from context import Credentials, FcContext
-from errors import AccessDenied, BuildFailed, SourceNotFound, UploadFailed
+from errors import AccessDenied, BuildFailed, DownloadFailed, SourceNotFound, UploadFailed
 from oss_server import Faults
 from settings import PipelineSettings
 from tests.conftest import AK, REGION, STS
@@ -252,3 +252,40 @@ for use in (lambda: oss2.utils.random_key(32), lambda: oss2.CryptoBucket(None, '
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
     assert out.stdout.splitlines() == ["[]"] + ["oss2 client-side encryption is not loaded in fcbuild"] * 2
+
+
+def test_retries_are_counted_against_progress(local_oss, tmp_path):
+    """Each GET is cut after 1 MiB more arrived, seven times in a row: more drops than retries
+    (5), yet every try got further, so the download finishes. Cut before any byte, it gives up."""
+    from oss_server import FaultRule
+
+    data = os.urandom(8 * 1024 * 1024)
+    raw(local_oss, "src").put_object("big.tgz", data)
+    rule = local_oss.server.faults.add(
+        FaultRule("GET", "big.tgz", operation="get_object", count=7, reset_after=1 << 20)
+    )
+    dest = str(tmp_path / "big.tgz")
+    assert client(local_oss, retries=5).download_file("src", "big.tgz", dest) == len(data)
+    assert rule.matched == 8
+    with open(dest, "rb") as f:
+        assert f.read() == data
+    local_oss.server.faults.clear()
+    stuck = local_oss.server.faults.add(FaultRule("GET", "big.tgz", operation="get_object", count=None, reset_after=0))
+    with pytest.raises(DownloadFailed):
+        client(local_oss, retries=3).download_file("src", "big.tgz", dest)
+    assert stuck.matched == 4  # the first try and 3 retries, none of which got a byte further
+
+
+def test_no_retry_starts_past_the_deadline(local_oss, tmp_path):
+    import time
+
+    from oss_server import FaultRule
+
+    raw(local_oss, "src").put_object("slow.tgz", b"x" * 100)
+    rule = local_oss.server.faults.add(FaultRule("GET", "slow.tgz", count=None, status=503))
+    c = client(local_oss, retries=50)
+    c.deadline = time.monotonic() + 1.5
+    started = time.monotonic()
+    with pytest.raises(DownloadFailed):
+        c.download_file("src", "slow.tgz", str(tmp_path / "s"))
+    assert time.monotonic() - started < 10 and rule.matched < 50

@@ -301,3 +301,36 @@ def test_object_acl_private_objects_are_not_served_to_the_website(local_oss):
     part = b.upload_part("big", up.upload_id, 1, b"x" * 10)
     b.complete_multipart_upload("big", up.upload_id, [PartInfo(1, part.etag)])
     assert b.get_object_acl("big").acl == "private"
+
+
+def test_fault_rules_hit_exactly_the_requests_they_name(local_oss):
+    from oss_server import FaultRule
+
+    b = bucket(local_oss)
+    faults = local_oss.server.faults
+    every_index = faults.add(FaultRule.parse("PUT */index.html count=all status=503"))
+    for _ in range(3):
+        with pytest.raises(oss2.exceptions.ServerError) as err:
+            b.put_object("site/index.html", b"<p>")
+        assert err.value.status == 503
+    b.put_object("site/app.js", b"ok")  # another key: untouched
+    assert every_index.matched == 3
+    faults.clear()
+    third = faults.add(FaultRule.parse("* * skip=2 count=1 status=500"))
+    outcomes = []
+    for i in range(5):
+        try:
+            b.put_object(f"n/{i}", b"x")
+            outcomes.append("ok")
+        except oss2.exceptions.ServerError as exc:
+            outcomes.append(exc.status)
+    assert outcomes == ["ok", "ok", 500, "ok", "ok"] and third.matched == 5
+    faults.clear()
+    faults.add(FaultRule.parse("GET big op=get_object reset-after=1000"))
+    b.put_object("big", b"y" * 5000)
+    with pytest.raises(Exception):  # noqa: B017 (the connection is cut after 1000 bytes)
+        b.get_object("big").read()
+    assert b.get_object("big").read() == b"y" * 5000  # count=1: the next one is whole
+    for bad in ("PUT", "PUT * bogus=1", "PUT *"):
+        with pytest.raises(ValueError):
+            FaultRule.parse(bad)
