@@ -23,24 +23,23 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import deployer
 import oss_io
 import sandbox
 from archive import Limits, extract_archive, safe_member_path
-from build_request import BuildJob, parse_job
+from build_request import BuildJob, ReleaseRequest, is_release_request, parse_job, parse_release_request
 from build_runner import BuildLog, Containment, Runner
 from context import FcContext, redact
 from dep_cache import BuildCache, WarmCache
-from deploy_plan import is_content_hashed, plan_retention
+from deploy_plan import is_content_hashed, scan_tree
 from errors import (
     BuildFailed,
-    BuildTimeout,
     Busy,
     DiskFull,
     FcBuildError,
     InvalidSource,
     NotAvailable,
     SourceNotFound,
-    Superseded,
 )
 from settings import PipelineSettings
 from tool_cache import PackageManagerReleases
@@ -157,6 +156,8 @@ def handle_invoke(ctx: FcContext, event: Mapping[str, Any], *, instance: Instanc
     An asynchronous invocation also records its status in OSS for callers to poll, and a retry
     of one that already succeeded (FC retries async calls) returns that result without deploying again.
     """
+    if is_release_request(event):
+        return _release_request(ctx, parse_release_request(event), instance=instance, log=log)
     job = parse_job(event)
     storage = oss_io.OssClient.for_request(ctx, instance.settings, log)
     if ctx.invocation_type != "Async":
@@ -182,6 +183,31 @@ def handle_invoke(ctx: FcContext, event: Mapping[str, Any], *, instance: Instanc
     return result
 
 
+def _release_request(ctx: FcContext, req: ReleaseRequest, *, instance: Instance, log: Any) -> dict[str, Any]:
+    """List a target's kept releases, or roll it back to one: no install, no build."""
+    storage = oss_io.OssClient.for_request(ctx, instance.settings, log)
+    target = deployer.Target(req.target.bucket, req.target.prefix)
+    where = f"oss://{target.bucket}/{target.prefix}"
+    if req.action == "list":
+        return {"requestId": ctx.request_id, "target": where, "releases": deployer.list_releases(storage, target)}
+    wait = instance.settings.queue_wait_s
+    lock = instance.target_lock(target.bucket, target.prefix)
+    if not lock.acquire(timeout=wait):
+        raise Busy(f"a build of {where} kept this instance busy for {wait}s; retry the rollback when it has finished")
+    try:
+        result = deployer.rollback(
+            storage,
+            target,
+            req.release,
+            claim=deployer.Claim(ctx.request_id, time.time()),
+            deadline=ctx.deadline,
+            log=log,
+        )
+    finally:
+        lock.release()
+    return {"requestId": ctx.request_id, "status": "succeeded", **result}
+
+
 def _put_quietly(storage: oss_io.OssClient, bucket: str, key: str, doc: dict, log: Any) -> None:
     try:
         storage.put_json(bucket, key, doc, private=True)
@@ -200,10 +226,6 @@ def meta_keys(job: BuildJob, request_id: str) -> tuple[str, str]:
 
 def status_key(job: BuildJob, request_id: str) -> str:
     return f"{job.target.prefix}{META_DIR}status/{_safe_name(request_id)}.json"
-
-
-def marker_key(job: BuildJob) -> str:
-    return f"{job.target.prefix}{META_DIR}deploying.json"
 
 
 def site_id(job: BuildJob) -> str:
@@ -295,9 +317,8 @@ def _run_in_slot(
     isolation = _Timer()
     run: Runner | None = None
     try:
-        _claim_target(ctx, job, storage)
         with steps.step("source"):
-            project = _fetch_source(job, paths.workspace, settings, storage, log)
+            project, source_info = _fetch_source(job, paths.workspace, settings, storage, log)
             with isolation:
                 _hand_over(paths, project, slot, instance, site)
         with steps.step("toolchain"):
@@ -329,11 +350,22 @@ def _run_in_slot(
             run("build", command)
         with steps.step("deploy"):
             output = _output_dir(project, job.output_dir)
-            plan, report, deleted = _deploy(ctx, job, output, storage, manifest_key, log, owner=slot.uid)
+            files = _scan_output(output, slot.uid)
+            report = deployer.deploy(
+                storage,
+                deployer.Target(target.bucket, target.prefix, job.keep_releases),
+                output,
+                files,
+                claim=deployer.Claim(ctx.request_id, ctx.started_wall),
+                record=_provenance(job, source_info, pm, node, project, command, output),
+                cache_rules=job.cache_control,
+                deadline=ctx.deadline,
+                log=log,
+            )
         cdn_report = None
         if job.cdn is not None:
             with steps.step("cdn"):
-                cdn_report = _refresh_cdn(ctx, job, [u.path for u in plan.uploads], settings, log)
+                cdn_report = _refresh_cdn(ctx, job, report.changed, settings, log)
         saved = _save_log(storage, target.bucket, log_key, build_log, log)
         _keep_quietly(cache, to_oss=True, log=log)
     except (FcBuildError, OSError) as exc:
@@ -370,8 +402,9 @@ def _run_in_slot(
         "cache": cache.outcome.as_dict(),
         **({"tools": tools} if tools else {}),
         **({"cdn": cdn_report.as_dict()} if cdn_report is not None else {}),
+        "release": ctx.request_id,
         "files": report.as_dict(),
-        "releases": {"kept": job.keep_releases, "deletedObjects": deleted},
+        "releases": {"kept": job.keep_releases, "deletedObjects": report.deleted},
         "manifest": f"oss://{target.bucket}/{manifest_key}",
         "log": saved,
     }
@@ -550,103 +583,36 @@ def _refresh_cdn(ctx: FcContext, job: BuildJob, changed: list[str], settings: Pi
 # --- deploying -------------------------------------------------------------------------------
 
 
-def _deploy(
-    ctx: FcContext,
+def _scan_output(output: str, owner: int | None) -> list[Any]:
+    try:
+        return scan_tree(output, owner_uid=owner)
+    except ValueError as exc:
+        raise BuildFailed(f"the build output was refused: {exc}") from None
+
+
+def _provenance(
     job: BuildJob,
+    source: dict[str, Any],
+    pm: PackageManager,
+    node: NodeInstall,
+    project: str,
+    command: tuple[str, ...],
     output: str,
-    storage: oss_io.OssClient,
-    manifest_key: str,
-    log: Any,
-    *,
-    owner: int | None,
-) -> tuple[Any, oss_io.TransferReport, int]:
-    """Upload what changed (assets, then HTML), record the release, then delete what fell out of
-    the retention window. Stops before the HTML switch if a later-started build claimed the target."""
-    target = job.target
-    previous_files, previous_releases = _read_manifest(storage.get_json(target.bucket, manifest_key))
-
-    def before_switch() -> None:
-        if time.monotonic() > ctx.deadline:
-            raise BuildTimeout("the function timeout passed during the upload; the site was not switched")
-        _check_target(ctx, job, storage)
-
-    plan, report = storage.upload_tree(
-        target.bucket,
-        target.prefix,
-        output,
-        previous_manifest=previous_files,
-        cache_rules=job.cache_control,
-        before_entries=before_switch,
-        owner_uid=owner,
-    )
-    _check_target(ctx, job, storage)
-    retention = plan_retention(ctx.request_id, _utc(), plan.manifest, previous_releases, job.keep_releases)
-    storage.put_json(
-        target.bucket,
-        manifest_key,
-        {
-            "version": 2,
-            "requestId": ctx.request_id,
-            "deployedAt": _utc(),
-            "source": job.source.url(),
-            "files": plan.manifest,
-            "releases": list(retention.releases),
-        },
-        private=True,
-    )
-    if not retention.delete:
-        return plan, report, 0
-    try:
-        storage.delete_objects(target.bucket, [target.prefix + p for p in retention.delete])
-    except FcBuildError as exc:  # the site is live; stale objects only cost storage
-        log.warning("could not delete %d stale objects: %s", len(retention.delete), exc)
-        return plan, report, 0
-    log.info("deleted %d objects that none of the last %d deploys has", len(retention.delete), job.keep_releases + 1)
-    return plan, report, len(retention.delete)
-
-
-def _read_manifest(doc: Any) -> tuple[dict | None, list]:
-    if not isinstance(doc, dict) or not isinstance(doc.get("files"), dict):
-        return None, []
-    if doc.get("version") == 1:  # no history yet: the files it names are one release
-        return doc["files"], [{"id": doc.get("requestId", "earlier"), "paths": sorted(doc["files"])}]
-    releases = doc.get("releases")
-    return doc["files"], releases if isinstance(releases, list) else []
-
-
-def _marker(ctx: FcContext) -> dict[str, Any]:
-    return {"requestId": ctx.request_id, "startedAt": ctx.started_wall, "started": _utc(ctx.started_wall)}
-
-
-def _is_later(marker: Any, ctx: FcContext) -> bool:
-    """Whether `marker` names a build that started after this one (ties broken by request id)."""
-    if not isinstance(marker, dict) or marker.get("requestId") == ctx.request_id:
-        return False
-    try:
-        return (float(marker["startedAt"]), str(marker["requestId"])) > (ctx.started_wall, ctx.request_id)
-    except (KeyError, TypeError, ValueError):
-        return False
-
-
-def _claim_target(ctx: FcContext, job: BuildJob, storage: oss_io.OssClient) -> None:
-    """Record this build as the latest for its target, unless a later-started one already is."""
-    current = storage.get_json(job.target.bucket, marker_key(job))
-    if _is_later(current, ctx):
-        raise _superseded(current, job)
-    storage.put_json(job.target.bucket, marker_key(job), _marker(ctx), private=True)
-
-
-def _check_target(ctx: FcContext, job: BuildJob, storage: oss_io.OssClient) -> None:
-    current = storage.get_json(job.target.bucket, marker_key(job))
-    if _is_later(current, ctx):
-        raise _superseded(current, job)
-
-
-def _superseded(marker: dict, job: BuildJob) -> Superseded:
-    return Superseded(
-        f"oss://{job.target.bucket}/{job.target.prefix}: a build that started later (request {marker['requestId']} "
-        f"at {marker.get('started', '?')}) is deploying this target; this build did not publish"
-    )
+) -> dict[str, Any]:
+    """Where a release came from, recorded in the manifest: any served file traces back to its build."""
+    lock: dict[str, Any] = {}
+    if pm.lockfile:
+        with open(os.path.join(project, pm.lockfile), "rb") as f:
+            lock = {"name": pm.lockfile, "sha256": hashlib.sha256(f.read()).hexdigest()}
+    return {
+        "source": source,
+        "lockfile": lock,
+        "node": node.version_text,
+        "packageManager": pm.describe(),
+        "install": list(job.install or pm.install_argv()),
+        "command": list(command),
+        "outputDir": os.path.relpath(output, project),
+    }
 
 
 # --- steps ------------------------------------------------------------------------------------
@@ -676,7 +642,7 @@ def _safe_name(text: str) -> str:
 
 def _fetch_source(
     job: BuildJob, workspace: str, settings: PipelineSettings, storage: oss_io.OssClient, log: Any
-) -> str:
+) -> tuple[str, dict[str, Any]]:
     """The project, at `<workspace>/project` whatever the archive's top folder is called."""
     source = job.source
     dest = os.path.join(workspace, "extract")
@@ -684,13 +650,14 @@ def _fetch_source(
     limits = Limits(settings.max_archive_bytes, settings.max_archive_files)
     if source.is_archive:
         archive = os.path.join(workspace, "source" + ("".join(os.path.splitext(source.key)[1:]) or ".archive"))
-        size = storage.download_file(source.bucket, source.key, archive, max_bytes=settings.max_archive_bytes)
-        log.info("downloaded %s (%d bytes)", source.url(), size)
+        got = storage.download(source.bucket, source.key, archive, max_bytes=settings.max_archive_bytes)
+        log.info("downloaded %s (%d bytes)", source.url(), got.size)
         root = extract_archive(archive, dest, limits)
         os.unlink(archive)
         os.rename(root, project)
         shutil.rmtree(dest, ignore_errors=True)
-        return project
+        info = {"url": source.url(), "bucket": source.bucket, "key": source.key, "etag": got.etag, "crc64": got.crc64}
+        return project, info
     objects = [o for o in storage.list_objects(source.bucket, source.prefix) if not o.key.endswith("/")]
     if not objects:
         raise SourceNotFound(f"{source.url()}: no objects under this prefix")
@@ -714,7 +681,7 @@ def _fetch_source(
     total = storage.download_files(source.bucket, pairs)
     log.info("downloaded %d files (%d bytes) from %s", len(pairs), total, source.url())
     os.rename(dest, project)
-    return project
+    return project, {"url": source.url(), "bucket": source.bucket, "prefix": source.prefix, "files": len(pairs)}
 
 
 def _choose_toolchain(

@@ -65,6 +65,38 @@ class BuildJob:
         return tuple(v for v in self.env.values() if len(v) >= 4)
 
 
+@dataclass(frozen=True)
+class ReleaseRequest:
+    """`{"rollback": {"target", "release"}}` or `{"releases": {"target"}}`: no build, only releases."""
+
+    action: str  # rollback | list
+    target: OssLocation
+    release: str = ""  # "previous" or a release id
+
+
+def is_release_request(event: Mapping[str, Any]) -> bool:
+    return "rollback" in event or "releases" in event
+
+
+def parse_release_request(event: Mapping[str, Any]) -> ReleaseRequest:
+    _no_nul(event)
+    if len(event) != 1:
+        raise InvalidRequest("body: a rollback or releases request has that one field and nothing else")
+    if "releases" in event:
+        body = _object(event["releases"], "releases")
+        _only(body, "releases.", {"target"})
+        return ReleaseRequest(
+            "list", _location(_require(body, "target", "releases."), "releases.target", want_object=False)
+        )
+    body = _object(event["rollback"], "rollback")
+    _only(body, "rollback.", {"target", "release"})
+    target = _location(_require(body, "target", "rollback."), "rollback.target", want_object=False)
+    release = _line(body.get("release", "previous"), "rollback.release") or "previous"
+    if len(release) > 200:
+        raise InvalidRequest("rollback.release: a release id is at most 200 characters")
+    return ReleaseRequest("rollback", target, release)
+
+
 def parse_job(event: Mapping[str, Any]) -> BuildJob:
     """Validate a decoded invoke body into a BuildJob, or raise InvalidRequest naming the field."""
     _only(event, "", {"source", "target", "build", "deploy", "cdn"})

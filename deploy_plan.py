@@ -1,6 +1,10 @@
 """Deciding what a deploy uploads: content types, cache policy, and the diff against the last deploy.
 
-Pure functions over plain values, except `scan_tree`, which reads the output folder once.
+A deploy has two phases. Phase 1 uploads new content-addressed files (names no live page uses yet),
+with no lock. Phase 2, under the target's lease, switches every file at a stable name (plain assets,
+then entry HTML, the root index.html last); the deployer keeps each one's previous version first, so
+a failure can put the live site back as it was. Pure functions over plain values, except
+`scan_tree`, which reads the output folder once.
 """
 
 from __future__ import annotations
@@ -75,6 +79,9 @@ class LocalFile:
     md5: str  # hex
 
 
+MANIFEST_FIELDS = ("size", "md5", "content_type", "cache_control")
+
+
 @dataclass(frozen=True)
 class Upload:
     path: str  # relative to the output folder and to the target prefix
@@ -82,6 +89,7 @@ class Upload:
     md5: str
     content_type: str
     cache_control: str
+    hashed: bool = False  # a content-addressed name: new content always comes under a new name
 
     def manifest_entry(self) -> dict[str, object]:
         return {
@@ -91,17 +99,29 @@ class Upload:
             "cache_control": self.cache_control,
         }
 
+    @property
+    def is_entry(self) -> bool:
+        return self.path.lower().endswith(ENTRY_SUFFIXES)
+
 
 @dataclass(frozen=True)
 class DeployPlan:
-    assets: tuple[Upload, ...]  # everything but entry HTML: uploaded first
-    entries: tuple[Upload, ...]  # HTML: uploaded last, so no live page names a missing asset
-    skipped: tuple[Upload, ...]  # unchanged since the previous deploy
+    new_assets: tuple[Upload, ...]  # phase 1: content-addressed names no live object holds
+    stable: tuple[Upload, ...]  # phase 2, in order: plain assets, entry HTML, the root index.html last
+    skipped: tuple[Upload, ...]  # unchanged since the previous deploy (and live as recorded)
     manifest: dict[str, dict[str, object]]  # the new deploy's files
+    repaired: tuple[str, ...] = ()  # paths the manifest called unchanged whose live object differs
 
     @property
     def uploads(self) -> tuple[Upload, ...]:
-        return self.assets + self.entries
+        return self.new_assets + self.stable
+
+    def stable_groups(self) -> tuple[tuple[Upload, ...], ...]:
+        """Phase 2 in the order it switches: plain assets, entry pages, then the root index.html."""
+        plain = tuple(u for u in self.stable if not u.is_entry)
+        pages = tuple(u for u in self.stable if u.is_entry and u.path != "index.html")
+        root = tuple(u for u in self.stable if u.path == "index.html")
+        return tuple(g for g in (plain, pages, root) if g)
 
 
 def content_type_for(path: str) -> str:
@@ -111,13 +131,19 @@ def content_type_for(path: str) -> str:
 
 
 def is_content_hashed(path: str) -> bool:
-    """True for names a bundler made unique by content: `index-BPvgi06w.js`, `main.3f2a9c1b.css`,
-    `index-Ab-1x_Yz.js` (Rollup's 8-character hash may hold `-` and `_`).
+    """True for names a bundler made unique by content:
+    - webpack's and vue-cli's hex `[contenthash:8]`: `main.3f2a9c1b.css`, `element-icons.732389de.ttf`;
+    - Vite's and Rollup's 8-character base64url hash, which may hold `-` and `_`: `index-BPvgi06w.js`,
+      `Login-Cu-Bo-gk.js`;
+    - esbuild's base32 `chunk-5Q2ZPMJN.js`; anything under `_next/static/`.
 
     Wrong answers differ in cost: a hashed name taken for a plain one is only revalidated,
-    a plain name taken for a hashed one is cached for a year. So a token must look random:
-    it switches between letters and digits at least twice, or has a capital after a small
-    letter. `screenshot2024`, `datepicker`, `Banner2024`, `logo-v2-final` stay plain names.
+    a plain name taken for a hashed one is cached for a year. So a token must look random: hex of
+    8 or more with both digits and letters; or letters and digits switching at least twice; or a
+    capital right after a small letter; an 8-character tail with `-` or `_` must mix capitals and
+    small letters and hold no word of four letters. `screenshot2024`, `datepicker`, `Banner2024`,
+    `logo-v2-final`, `My-Photo` and `20240101` stay plain names. The deploy adds a second opinion:
+    a name once seen with other content is not content-addressed, whatever it looks like.
     """
     if any(path.startswith(d) or f"/{d}" in path for d in IMMUTABLE_DIRS):
         return True
@@ -127,7 +153,9 @@ def is_content_hashed(path: str) -> bool:
     tail = stem[-8:]
     if len(stem) > 8 and stem[-9] in "-." and re.fullmatch(r"[A-Za-z0-9_-]{8}", tail):
         if re.search(r"[-_]", tail):
-            if re.search(r"[a-z]", tail) and re.search(r"[A-Z]", tail) and re.search(r"[0-9]", tail):
+            parts = re.split(r"[-_]", tail)
+            mixed_case = re.search(r"[a-z]", tail) and re.search(r"[A-Z]", tail)
+            if mixed_case and not any(re.fullmatch(r"[A-Za-z][a-z]{3,}", p) for p in parts):
                 return True
         else:
             tokens.append(tail)
@@ -137,41 +165,79 @@ def is_content_hashed(path: str) -> bool:
 def _looks_random(token: str) -> bool:
     if not token.isascii() or not token.isalnum():
         return False
+    if re.fullmatch(r"[0-9a-f]+", token):
+        return bool(re.search(r"[0-9]", token)) and bool(re.search(r"[a-f]", token))
     classes = ["d" if c.isdigit() else "a" for c in token]
     transitions = sum(1 for a, b in zip(classes, classes[1:], strict=False) if a != b)
     return transitions >= 2 or re.search(r"[a-z][A-Z]", token) is not None
 
 
-def cache_control_for(path: str, rules: Iterable[tuple[str, str]] = ()) -> str:
+def cache_control_for(path: str, rules: Iterable[tuple[str, str]] = (), *, hashed: bool | None = None) -> str:
     """The caller's first matching (glob, value) rule, else immutable for hashed names, else no-cache."""
     for pattern, value in rules:
         if fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern):
             return value
-    return IMMUTABLE if is_content_hashed(path) else REVALIDATE
+    return IMMUTABLE if (is_content_hashed(path) if hashed is None else hashed) else REVALIDATE
 
 
 def plan_deploy(
     files: Iterable[LocalFile],
     previous: Mapping[str, Mapping[str, object]] | None = None,
     rules: Iterable[tuple[str, str]] = (),
+    *,
+    live_etags: Mapping[str, str] | None = None,
+    history: Iterable[Mapping[str, Mapping[str, object]]] = (),
 ) -> DeployPlan:
-    """What to upload and what to skip, given the previous deploy's manifest (path -> entry)."""
+    """What to upload and what to skip.
+
+    `previous` is the live release's files (path -> manifest entry); `live_etags` what a listing
+    found at each path (path -> ETag), to repair drift: a file the manifest calls unchanged is
+    uploaded again when the object is missing or holds something else. `history` is the files of
+    earlier releases: a name seen there with other content is not taken as content-addressed.
+    """
     previous = previous or {}
     rules = tuple(rules)
-    assets, entries, skipped = [], [], []
+    seen: dict[str, set[object]] = {}
+    for files_of in (previous, *history):
+        for path, entry in files_of.items():
+            seen.setdefault(path, set()).add(entry.get("md5") if isinstance(entry, Mapping) else None)
+    new_assets, stable, skipped, repaired = [], [], [], []
     manifest: dict[str, dict[str, object]] = {}
     for f in sorted(files, key=lambda f: f.path):
-        upload = Upload(f.path, f.size, f.md5, content_type_for(f.path), cache_control_for(f.path, rules))
-        manifest[f.path] = upload.manifest_entry()
-        if previous.get(f.path) == manifest[f.path]:
+        hashed = is_content_hashed(f.path) and seen.get(f.path, {f.md5}) <= {f.md5}
+        upload = Upload(
+            f.path, f.size, f.md5, content_type_for(f.path), cache_control_for(f.path, rules, hashed=hashed), hashed
+        )
+        entry = upload.manifest_entry()
+        before = previous.get(f.path)
+        same = isinstance(before, Mapping) and all(before.get(k) == entry[k] for k in MANIFEST_FIELDS)
+        if same and live_etags is not None and not _live_matches(before, live_etags.get(f.path)):
+            same = False
+            repaired.append(f.path)
+        if same:
+            assert isinstance(before, Mapping)
+            manifest[f.path] = {**entry, **{k: before[k] for k in ("etag", "release") if k in before}}
             skipped.append(upload)
-        elif f.path.lower().endswith(ENTRY_SUFFIXES):
-            entries.append(upload)
-        else:
-            assets.append(upload)
-    # The root index last of all: it is what a visitor loads first.
-    entries.sort(key=lambda u: (u.path == "index.html", u.path.count("/") == 0, u.path))
-    return DeployPlan(tuple(assets), tuple(entries), tuple(skipped), manifest)
+            continue
+        live_etag = live_etags.get(f.path) if live_etags is not None else None
+        if before is None and hashed and live_etag and live_etag.strip('"').upper() == f.md5.upper():
+            manifest[f.path] = {**entry, "etag": live_etag.strip('"')}  # left by an attempt that did not finish
+            skipped.append(upload)
+            continue
+        manifest[f.path] = entry
+        live = live_etag is not None if live_etags is not None else before is not None
+        (stable if live or not hashed else new_assets).append(upload)
+    # Plain assets first, then pages, the root index last of all: it is what a visitor loads first.
+    stable.sort(key=lambda u: (u.is_entry, u.path == "index.html", u.path.count("/") == 0, u.path))
+    return DeployPlan(tuple(new_assets), tuple(stable), tuple(skipped), manifest, tuple(repaired))
+
+
+def _live_matches(entry: Mapping[str, object], live_etag: str | None) -> bool:
+    """Whether the object at a path is what the manifest recorded there."""
+    if live_etag is None:
+        return False
+    recorded = str(entry.get("etag") or entry.get("md5") or "")
+    return live_etag.strip('"').upper() == recorded.strip('"').upper()
 
 
 def scan_tree(root: str, *, owner_uid: int | None = None) -> list[LocalFile]:

@@ -24,7 +24,7 @@ import threading
 import time
 import types
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -71,10 +71,8 @@ from oss2.models import PartInfo  # noqa: E402
 from oss2.utils import Crc64, SizedFileAdapter  # noqa: E402
 
 from context import Credentials, FcContext, redact  # noqa: E402
-from deploy_plan import DeployPlan, Upload, plan_deploy, scan_tree  # noqa: E402
 from errors import (  # noqa: E402
     AccessDenied,
-    BuildFailed,
     DiskFull,
     DownloadFailed,
     FcBuildError,
@@ -119,6 +117,36 @@ def _install_cached_crc64() -> None:
 
 _install_cached_crc64()
 CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class PutItem:
+    """One file to upload: where from, where to, and its headers (Content-Type, Cache-Control,
+    x-oss-meta-*, x-oss-object-acl). `md5` (hex) is sent as Content-MD5 below the multipart size."""
+
+    key: str
+    path: str
+    size: int
+    md5: str
+    headers: Mapping[str, str]
+
+
+class PartialTransfer(UploadFailed):
+    """A batch upload failed part way. `started`: every key a request was sent for (some may have
+    landed although their answer was lost); `done`: the keys confirmed, with their ETags."""
+
+    def __init__(self, message: str, *, started: frozenset[str], done: dict[str, str], cause: BaseException) -> None:
+        super().__init__(message)
+        self.started = started
+        self.done = done
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    size: int
+    etag: str
+    crc64: str  # decimal, as OSS writes it in x-oss-hash-crc64ecma
 
 
 @dataclass(frozen=True)
@@ -330,9 +358,20 @@ class OssClient:
             return None
 
     def put_json(
-        self, bucket: str, key: str, doc: Any, *, cache_control: str = "no-cache", private: bool = False
+        self,
+        bucket: str,
+        key: str,
+        doc: Any,
+        *,
+        cache_control: str = "no-cache",
+        private: bool = False,
+        compact: bool = False,
     ) -> None:
-        data = json.dumps(doc, ensure_ascii=False, sort_keys=True, indent=1).encode()
+        """`compact`: no indentation (a large document such as a manifest of thousands of files)."""
+        if compact:
+            data = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        else:
+            data = json.dumps(doc, ensure_ascii=False, sort_keys=True, indent=1).encode()
         self.put_bytes(
             bucket,
             key,
@@ -381,15 +420,17 @@ class OssClient:
                 while chunk := f.read(CHUNK):
                     digest.update(chunk)
             md5 = digest.hexdigest()
-        upload = Upload(os.path.basename(path), size, md5, content_type, cache_control)
-        progress = _Progress(self.log, "uploaded", 1, upload.size)
-        extra = {HDR_OBJECT_ACL: "private"} if private else {}
+        headers = {"Content-Type": content_type, "Cache-Control": cache_control}
+        if private:
+            headers[HDR_OBJECT_ACL] = "private"
+        item = PutItem(key, path, size, md5, headers)
+        progress = _Progress(self.log, "uploaded", 1, size)
         try:
             with concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="oss-part") as parts:
-                self._upload_one(bucket, key, path, upload, parts, progress, extra_headers=extra)
+                self._upload_one(bucket, item, parts, progress)
         except Exception as exc:
             raise self._translate(exc, bucket, key, failure=UploadFailed) from exc
-        return upload.size
+        return size
 
     # --- listing and deleting -------------------------------------------------------------
 
@@ -426,15 +467,19 @@ class OssClient:
     # --- downloads ------------------------------------------------------------------------
 
     def download_file(self, bucket: str, key: str, dest: str, *, max_bytes: int | None = None) -> int:
+        """`download`, returning the size."""
+        return self.download(bucket, key, dest, max_bytes=max_bytes).size
+
+    def download(self, bucket: str, key: str, dest: str, *, max_bytes: int | None = None) -> Downloaded:
         """Stream bucket/key to `dest` with bounded memory; resume from the last byte on a dropped
         connection (Range plus If-Match, so a replaced object is not stitched); verify the CRC64
-        of the whole file against the object's. Returns the size."""
+        of the whole file against the object's. Returns its size, ETag and CRC64."""
         try:
             return self._download(bucket, key, dest, max_bytes)
         except Exception as exc:
             raise self._translate(exc, bucket, key, failure=DownloadFailed, not_found=SourceNotFound) from exc
 
-    def _download(self, bucket: str, key: str, dest: str, max_bytes: int | None) -> int:
+    def _download(self, bucket: str, key: str, dest: str, max_bytes: int | None) -> Downloaded:
         b = self.bucket(bucket)
         meta = self._attempt(f"head {bucket}/{key}", lambda: b.get_object_meta(key))
         size, etag = meta.content_length, meta.etag
@@ -453,7 +498,7 @@ class OssClient:
                     )
             if not server_crc or got.crc.crc == server_crc:
                 progress.add(0, file_done=True)
-                return size
+                return Downloaded(size, etag, str(got.crc.crc))
             self.log.warning("oss://%s/%s: CRC64 mismatch after download (attempt %d)", bucket, key, whole_attempt + 1)
         raise oss2.exceptions.InconsistentError(f"CRC64 of the downloaded file {got.crc.crc} != {server_crc} from OSS")
 
@@ -468,98 +513,93 @@ class OssClient:
 
     # --- uploads --------------------------------------------------------------------------
 
-    def upload_tree(
-        self,
-        bucket: str,
-        prefix: str,
-        root: str,
-        *,
-        previous_manifest: Mapping[str, Mapping[str, object]] | None = None,
-        cache_rules: Iterable[tuple[str, str]] = (),
-        before_entries: Callable[[], None] | None = None,
-        owner_uid: int | None = None,
-    ) -> tuple[DeployPlan, TransferReport]:
-        """Upload the files under `root` to `prefix`, skipping those the previous manifest shows
-        unchanged (no HEAD per file). Assets go first, entry HTML last; `before_entries` runs
-        between the two (the pipeline's last chance to stop before the site switches)."""
-        try:
-            files = scan_tree(root, owner_uid=owner_uid)
-        except ValueError as exc:
-            raise BuildFailed(f"the build output was refused: {exc}") from None
-        plan = plan_deploy(files, previous_manifest, cache_rules)
-        report = TransferReport(skipped=len(plan.skipped))
-        started = time.monotonic()
-        total_bytes = sum(u.size for u in plan.uploads)
-        progress = _Progress(self.log, "uploaded", len(plan.uploads), total_bytes)
-        self.log.info(
-            "deploying %d files (%.1f MiB) to oss://%s/%s; %d unchanged files skipped",
-            len(plan.uploads),
-            total_bytes / 2**20,
-            bucket,
-            prefix,
-            len(plan.skipped),
-        )
-        retries_before = self.retry_count
-        self.upload_files(bucket, prefix, root, plan.assets, progress)
-        if before_entries is not None:
-            before_entries()
-        self.upload_files(bucket, prefix, root, plan.entries, progress)
-        report.uploaded = len(plan.uploads)
-        report.bytes = total_bytes
-        report.seconds = time.monotonic() - started
-        report.retries = self.retry_count - retries_before
-        return plan, report
+    def put_files(self, bucket: str, items: Sequence[PutItem], progress: Any = None) -> dict[str, str]:
+        """Upload in parallel, large files in parallel parts. Returns key -> ETag. If any fails, the
+        others in flight finish first, then PartialTransfer says which keys were sent at all."""
+        if not items:
+            return {}
+        progress = progress or _Progress(self.log, "uploaded", len(items), sum(i.size for i in items))
+        etags: dict[str, str] = {}
+        started: set[str] = set()
+        lock = threading.Lock()
+        failed = threading.Event()
 
-    def upload_files(
-        self, bucket: str, prefix: str, root: str, uploads: Sequence[Upload], progress: Any = None
-    ) -> None:
-        """Upload in parallel; large files in parallel parts. All succeed or this raises UploadFailed."""
-        if not uploads:
-            return
-        progress = progress or _Progress(self.log, "uploaded", len(uploads), sum(u.size for u in uploads))
+        def one(item: PutItem, parts: concurrent.futures.Executor) -> None:
+            if failed.is_set():
+                return
+            with lock:
+                started.add(item.key)
+            etag = self._upload_one(bucket, item, parts, progress)
+            with lock:
+                etags[item.key] = etag
+
         # Two pools: a file task may wait on its parts, so parts must not queue behind files.
         with (
             concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="oss-put") as files,
             concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="oss-part") as parts,
         ):
-            futures = {
-                files.submit(
-                    self._upload_one, bucket, prefix + u.path, os.path.join(root, u.path), u, parts, progress
-                ): u
-                for u in uploads
-            }
+            futures = {files.submit(one, item, parts): item for item in items}
+            first: tuple[BaseException, PutItem] | None = None
             for future in concurrent.futures.as_completed(futures):
                 exc = future.exception()
-                if exc is not None:
-                    for f in futures:
-                        f.cancel()
-                    u = futures[future]
-                    raise self._translate(exc, bucket, prefix + u.path, failure=UploadFailed) from exc
+                if exc is not None and first is None:
+                    first = (exc, futures[future])
+                    failed.set()
+        if first is not None:
+            exc, item = first
+            error = self._translate(exc, bucket, item.key, failure=UploadFailed)
+            raise PartialTransfer(str(error), started=frozenset(started), done=dict(etags), cause=error) from exc
+        return etags
 
-    def _upload_one(
-        self,
-        bucket: str,
-        key: str,
-        path: str,
-        upload: Upload,
-        parts: concurrent.futures.Executor,
-        progress: _Progress,
-        *,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> None:
-        headers = {"Content-Type": upload.content_type, "Cache-Control": upload.cache_control, **(extra_headers or {})}
-        if upload.size >= self.multipart_threshold:
-            self._upload_multipart(bucket, key, path, upload.size, headers, parts, progress)
+    def copy_object(self, bucket: str, source_key: str, key: str, *, acl: str = "") -> str:
+        """A server-side copy (content and metadata) within `bucket`; `acl` sets the copy's object ACL.
+        Returns the copy's ETag when OSS sends it in a header, else "" (a copy keeps its source's)."""
+        headers = {HDR_OBJECT_ACL: acl} if acl else {}
+
+        def copy() -> str:
+            return self.bucket(bucket).copy_object(bucket, source_key, key, headers=headers).etag or ""
+
+        try:
+            return self._attempt(f"copy {bucket}/{source_key} -> {key}", copy)
+        except Exception as exc:
+            raise self._translate(exc, bucket, source_key, failure=UploadFailed, not_found=SourceNotFound) from exc
+
+    def put_json_if_absent(self, bucket: str, key: str, doc: Any, *, private: bool = True) -> bool:
+        """Create bucket/key only if nothing is there (x-oss-forbid-overwrite). False if something was."""
+        data = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Content-MD5": _b64md5(data),
+            "Cache-Control": "no-cache",
+            "x-oss-forbid-overwrite": "true",
+        }
+        if private:
+            headers[HDR_OBJECT_ACL] = "private"
+        try:
+            self._attempt(f"create {bucket}/{key}", lambda: self.bucket(bucket).put_object(key, data, headers=headers))
+        except oss2.exceptions.OssError as exc:
+            if exc.status == 409 and exc.code == "FileAlreadyExists":
+                return False
+            raise self._translate(exc, bucket, key, failure=UploadFailed) from exc
+        except Exception as exc:
+            raise self._translate(exc, bucket, key, failure=UploadFailed) from exc
+        return True
+
+    def _upload_one(self, bucket: str, item: PutItem, parts: concurrent.futures.Executor, progress: _Progress) -> str:
+        headers = dict(item.headers)
+        if item.size >= self.multipart_threshold:
+            etag = self._upload_multipart(bucket, item.key, item.path, item.size, headers, parts, progress)
             progress.add(0, file_done=True)
-            return
-        headers["Content-MD5"] = base64.b64encode(bytes.fromhex(upload.md5)).decode()
+            return etag
+        headers["Content-MD5"] = base64.b64encode(bytes.fromhex(item.md5)).decode()
 
-        def put() -> None:
-            with open(path, "rb") as f:
-                self.bucket(bucket).put_object(key, f, headers=headers)
+        def put() -> str:
+            with open(item.path, "rb") as f:
+                return self.bucket(bucket).put_object(item.key, f, headers=headers).etag
 
-        self._attempt(f"put {bucket}/{key}", put)
-        progress.add(upload.size, file_done=True)
+        etag = self._attempt(f"put {bucket}/{item.key}", put)
+        progress.add(item.size, file_done=True)
+        return etag
 
     def _upload_multipart(
         self,
@@ -570,7 +610,7 @@ class OssClient:
         headers: Mapping[str, str],
         parts: concurrent.futures.Executor,
         progress: _Progress,
-    ) -> None:
+    ) -> str:
         b = self.bucket(bucket)
         upload_id = self._attempt(
             f"initiate {bucket}/{key}", lambda: b.init_multipart_upload(key, headers=dict(headers)).upload_id
@@ -592,16 +632,17 @@ class OssClient:
         try:
             infos = list(parts.map(lambda r: send_part(*r), ranges))
 
-            def complete() -> None:
+            def complete() -> str:
                 try:
-                    b.complete_multipart_upload(key, upload_id, infos)
+                    return b.complete_multipart_upload(key, upload_id, infos).etag
                 except oss2.exceptions.NoSuchUpload:
                     # A retried Complete whose first try succeeded but whose answer was lost.
                     meta = b.get_object_meta(key)
                     if meta.content_length != size:
                         raise
+                    return meta.etag
 
-            self._attempt(f"complete {bucket}/{key}", complete)
+            return self._attempt(f"complete {bucket}/{key}", complete)
         except BaseException:
             try:
                 b.abort_multipart_upload(key, upload_id)

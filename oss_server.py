@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import calendar
+import collections
 import email.utils
 import fnmatch
 import hashlib
@@ -713,6 +714,7 @@ class OssServer(ThreadingHTTPServer):
         self.quiet = quiet
         self._count_lock = threading.Lock()
         self.counts: dict[str, int] = {}
+        self.history: collections.deque[tuple[str, str]] = collections.deque(maxlen=100_000)  # (operation, key)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -720,9 +722,10 @@ class OssServer(ThreadingHTTPServer):
             return  # a client that went away (or a reset we injected): nothing to report
         super().handle_error(request, client_address)
 
-    def count(self, op: str) -> None:
+    def count(self, op: str, key: str = "") -> None:
         with self._count_lock:
             self.counts[op] = self.counts.get(op, 0) + 1
+            self.history.append((op, key))
 
     @property
     def endpoint(self) -> str:
@@ -807,7 +810,7 @@ class OssHandler(BaseHTTPRequestHandler):
             if applies and faults.roll(faults.reset_rate):
                 raise _Reset
             self.server.verifier.verify(req)
-            self.server.count(op)
+            self.server.count(op, req.key)
             getattr(self, f"op_{op}")(req, corrupt=applies and faults.roll(faults.corrupt_rate))
         except OssError as err:
             self._send_error(err, method)

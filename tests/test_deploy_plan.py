@@ -41,6 +41,10 @@ def test_content_types(path, ctype):
         "_next/static/abc/page.js",
         "assets/index-Ab-1x_Yz.js",
         "assets/vendor-react-C_9dkP2q.js",
+        "assets/Login-Cu-Bo-gk.js",
+        "fonts/element-icons.732389de.ttf",
+        "js/chunk-vendors.5e9c2f7a.js",
+        "chunk-5Q2ZPMJN.js",
     ],
 )
 def test_hashed_names(path):
@@ -58,6 +62,10 @@ def test_hashed_names(path):
         "sw.js",
         "logo-v2-final.png",
         "photo-20240101.jpg",
+        "img/My-Photo.png",
+        "cafebabe.txt",
+        "report-20241231.pdf",
+        "dark_mode-icon.svg",
     ],
 )
 def test_mutable_names(path):
@@ -72,7 +80,7 @@ def test_cache_rules_first_match_wins():
     assert cache_control_for("index.html") == REVALIDATE
 
 
-def test_plan_skips_unchanged_and_orders_entries_last():
+def test_plan_two_phases_and_the_order_of_the_switch():
     files = [
         LocalFile("index.html", 10, "a" * 32),
         LocalFile("docs/index.html", 5, "b" * 32),
@@ -80,13 +88,35 @@ def test_plan_skips_unchanged_and_orders_entries_last():
         LocalFile("robots.txt", 1, "d" * 32),
     ]
     first = plan_deploy(files)
-    assert [u.path for u in first.assets] == ["assets/app-a1b2c3d4.js", "robots.txt"]
-    assert [u.path for u in first.entries] == ["docs/index.html", "index.html"]
+    assert [u.path for u in first.new_assets] == ["assets/app-a1b2c3d4.js"]  # phase 1: a new hashed name
+    groups = [[u.path for u in g] for g in first.stable_groups()]
+    assert groups == [["robots.txt"], ["docs/index.html"], ["index.html"]]  # the root index last of all
     assert not first.skipped
     changed = [files[0], files[1], LocalFile("assets/app-a1b2c3d4.js", 100, "e" * 32), files[3]]
     second = plan_deploy(changed, first.manifest)
-    assert [u.path for u in second.uploads] == ["assets/app-a1b2c3d4.js"]
+    # a hashed-looking name seen with other content is not content-addressed: phase 2, revalidated
+    assert [u.path for u in second.stable] == ["assets/app-a1b2c3d4.js"] and not second.new_assets
+    assert second.stable[0].cache_control == REVALIDATE and not second.stable[0].hashed
     assert len(second.skipped) == 3
     # a changed cache rule re-uploads (the header is part of what is deployed)
     third = plan_deploy(files, first.manifest, [("robots.txt", "public, max-age=5")])
     assert [u.path for u in third.uploads] == ["robots.txt"]
+
+
+def test_drift_is_repaired_from_the_live_listing():
+    files = [LocalFile("index.html", 10, "a" * 32), LocalFile("assets/app-a1b2c3d4.js", 100, "c" * 32)]
+    manifest = {p: {**e, "etag": e["md5"].upper()} for p, e in plan_deploy(files).manifest.items()}
+    live = {"index.html": "A" * 32, "assets/app-a1b2c3d4.js": "C" * 32}
+    assert not plan_deploy(files, manifest, live_etags=live).uploads  # as recorded: nothing to do
+    edited = {**live, "index.html": '"0123456789ABCDEF0123456789ABCDEF"'}
+    plan = plan_deploy(files, manifest, live_etags=edited)
+    assert [u.path for u in plan.stable] == ["index.html"] and plan.repaired == ("index.html",)
+    gone = {"index.html": "A" * 32}
+    plan = plan_deploy(files, manifest, live_etags=gone)
+    assert [u.path for u in plan.new_assets] == ["assets/app-a1b2c3d4.js"] and plan.repaired
+
+
+def test_a_hashed_file_left_by_an_unfinished_deploy_is_not_sent_again():
+    files = [LocalFile("assets/app-a1b2c3d4.js", 100, "c" * 32)]
+    plan = plan_deploy(files, {}, live_etags={"assets/app-a1b2c3d4.js": '"' + "C" * 32 + '"'})
+    assert not plan.uploads and plan.manifest["assets/app-a1b2c3d4.js"]["etag"] == "C" * 32

@@ -219,7 +219,7 @@ def test_what_fcbuild_keeps_for_itself_is_private(oss, runtime):
     b = site(oss)
     ours = [o.key for o in oss2.ObjectIteratorV2(b, prefix="private/.fcbuild/")]
     assert {"private/.fcbuild/manifest.json", "private/.fcbuild/logs/private-1.log"} <= set(ours)
-    assert "private/.fcbuild/status/private-1.json" in ours and "private/.fcbuild/deploying.json" in ours
+    assert "private/.fcbuild/status/private-1.json" in ours and "private/.fcbuild/lease/000000000000.json" in ours
     for key in ours:
         assert b.get_object_acl(key).acl == "private", key
         with pytest.raises(urllib.error.HTTPError) as denied:
@@ -255,7 +255,7 @@ def test_a_hundred_concurrent_invokes_are_all_answered_with_bounded_memory(oss):
         with concurrent.futures.ThreadPoolExecutor(100) as pool:
             answers = list(pool.map(lambda _: rt.invoke(event, headers=HEADER_CREDS, fresh=True), range(100)))
         kinds = [a.json().get("errorType", "ok") if a.status != 200 else "ok" for a in answers]
-        assert set(kinds) <= {"ok", "Busy"} and "ok" in kinds, kinds
+        assert set(kinds) <= {"ok", "Busy", "Superseded"} and "ok" in kinds, kinds  # an older one may get its turn last
         rss_kb = max(_rss_kb(pid) for pid in process_tree(rt.proc.pid))
         assert rss_kb < 400 * 1024, f"the runtime grew to {rss_kb} KiB"
         assert rt.request("GET", "/health").status == 200

@@ -50,12 +50,9 @@ def keys(oss, prefix):
     return {o.key for o in oss2.ObjectIteratorV2(site(oss), prefix=prefix) if "/.fcbuild/" not in o.key}
 
 
-def deploy(runtime, prefix, text, *, keep=None, headers=CREDS, delay_ms=0, request_id=None):
-    event = {
-        "source": "oss://src/tiny.tar.gz",
-        "target": {"bucket": "site", "prefix": prefix},
-        "build": {"env": {"SITE_TEXT": text, "BUILD_DELAY_MS": str(delay_ms)}},
-    }
+def deploy(runtime, prefix, text, *, keep=None, headers=CREDS, delay_ms=0, request_id=None, plain=False):
+    env = {"SITE_TEXT": text, "BUILD_DELAY_MS": str(delay_ms), **({"PLAIN_ASSETS": "1"} if plain else {})}
+    event = {"source": "oss://src/tiny.tar.gz", "target": {"bucket": "site", "prefix": prefix}, "build": {"env": env}}
     if keep is not None:
         event["deploy"] = {"keep_releases": keep}
     return runtime.invoke(event, headers=headers, request_id=request_id, timeout=300, fresh=True)
@@ -166,3 +163,78 @@ def test_async_failure_is_recorded(oss, runtime):
     doc = json.loads(site(oss).get_object("asyncfail/.fcbuild/status/async-fail.json").read())
     assert doc["status"] == "failed" and doc["error"]["errorType"] == "BuildFailed"
     assert "TS2304" in doc["error"]["errorMessage"]
+
+
+def test_a_deploy_that_fails_leaves_the_live_site_byte_identical(oss):
+    """Every PUT of index.html fails: the plain assets already switched (favicon.svg, a new
+    robots.txt...) are put back, and the live site is exactly what it was."""
+    from oss_server import FaultRule
+
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_OSS_RETRIES": "1"})
+    try:
+        assert deploy(rt, "whole/", "before", plain=True).status == 200
+        before = {k: site(oss).get_object(k).read() for k in keys(oss, "whole/")}
+        rule = oss.server.faults.add(FaultRule("PUT", "whole/index.html", count=None, status=503))
+        try:
+            resp = deploy(rt, "whole/", "after", plain=True)
+        finally:
+            oss.server.faults.clear()
+        body = resp.json()
+        assert body["errorType"] == "UploadFailed" and "put back as it was" in body["errorMessage"], body
+        assert rule.matched >= 2
+        assert "put back 2 of 2 switched files" in rt.output()  # robots.txt and app.js, not the refused index
+        now = {k: site(oss).get_object(k).read() for k in keys(oss, "whole/") if k in before}
+        assert now == before
+        new_only = keys(oss, "whole/") - set(before)
+        assert all(k.startswith("whole/assets/") for k in new_only), new_only  # only unreferenced hashed files
+    finally:
+        rt.kill()
+
+
+def test_rollback_and_the_list_of_releases_through_the_runtime(oss, runtime):
+    ids = []
+    for text in ("first", "second", "third"):
+        resp = deploy(runtime, "roll/", text)
+        assert resp.status == 200, resp.body
+        ids.append(resp.json()["release"])
+    listed = runtime.invoke({"releases": {"target": "oss://site/roll/"}}, headers=CREDS).json()
+    assert [r["id"] for r in listed["releases"]] == ids[::-1]
+    assert listed["releases"][0]["source"]["url"] == "oss://src/tiny.tar.gz"
+    resp = runtime.invoke({"rollback": {"target": "oss://site/roll/", "release": "previous"}}, headers=CREDS)
+    assert resp.status == 200, resp.body
+    assert resp.json()["rolledBackTo"] == ids[1]
+    assert b"second" in site(oss).get_object("roll/assets/" + js_of(oss, "roll/")).read()
+    resp = runtime.invoke({"rollback": {"target": "oss://site/roll/", "release": ids[0]}}, headers=CREDS)
+    assert resp.status == 200 and b"first" in site(oss).get_object("roll/assets/" + js_of(oss, "roll/")).read()
+    bad = runtime.invoke({"rollback": {"target": "oss://site/roll/", "release": "nope"}}, headers=CREDS)
+    assert bad.json()["errorType"] == "InvalidRequest" and "not a kept release" in bad.json()["errorMessage"]
+
+
+def test_provenance_is_recorded_and_every_object_names_its_release(oss, runtime):
+    resp = deploy(runtime, "prov/", "traced", request_id="prov-1")
+    assert resp.status == 200, resp.body
+    doc = json.loads(site(oss).get_object("prov/.fcbuild/manifest.json").read())
+    release = doc["release"]
+    assert release["id"] == "prov-1" and release["startedAt"] <= release["finishedAt"]
+    src = release["source"]
+    assert src["url"] == "oss://src/tiny.tar.gz" and src["etag"] and src["crc64"].isdigit()
+    assert release["lockfile"]["name"] == "package-lock.json" and len(release["lockfile"]["sha256"]) == 64
+    assert release["node"].startswith("v") and release["packageManager"]["name"] == "npm"
+    assert release["install"] == ["npm", "ci"] and release["command"] == ["npm", "run", "build"]
+    for key in keys(oss, "prov/"):
+        assert site(oss).head_object(key).headers["x-oss-meta-fcbuild-release"] == "prov-1", key
+    for path, entry in doc["files"].items():
+        assert entry["md5"] and entry["size"] >= 0, path
+
+
+def test_an_unchanged_rebuild_of_a_bundle_that_embeds_its_path_uploads_nothing(oss, runtime):
+    """Bundlers such as webpack 4 hash the project's absolute path: builds of one target run at one path."""
+    event = {
+        "source": "oss://src/tiny.tar.gz",
+        "target": "oss://site/same-path/",
+        "build": {"env": {"EMBED_PATH": "1"}},
+    }
+    first = runtime.invoke(event, headers=CREDS, timeout=300)
+    assert first.status == 200, first.body
+    again = runtime.invoke(event, headers=CREDS, timeout=300).json()
+    assert again["files"]["uploaded"] == 0 and again["files"]["skipped"] == first.json()["files"]["uploaded"]

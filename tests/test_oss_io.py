@@ -11,7 +11,7 @@ import pytest
 
 import oss_io
 from context import Credentials, FcContext
-from errors import AccessDenied, BuildFailed, DownloadFailed, SourceNotFound, UploadFailed
+from errors import AccessDenied, DownloadFailed, SourceNotFound, UploadFailed
 from oss_server import Faults
 from settings import PipelineSettings
 from tests.conftest import AK, REGION, STS
@@ -27,6 +27,17 @@ def client(oss, account=STS, **kw):
 
 def raw(oss, name="site"):
     return oss2.Bucket(oss2.AuthV4(AK.access_key_id, AK.access_key_secret), oss.endpoint, name, region=REGION)
+
+
+def items_of(root, prefix=""):
+    from deploy_plan import content_type_for, scan_tree
+
+    return [
+        oss_io.PutItem(
+            prefix + f.path, os.path.join(root, f.path), f.size, f.md5, {"Content-Type": content_type_for(f.path)}
+        )
+        for f in scan_tree(root)
+    ]
 
 
 def make_tree(root, files):
@@ -69,70 +80,13 @@ def test_default_endpoint_is_internal():
     assert c.endpoint == "https://oss-cn-shanghai-internal.aliyuncs.com"
 
 
-def test_upload_tree_content_types_cache_control_and_incremental(local_oss, tmp_path):
-    root = str(tmp_path / "out")
-    make_tree(root, SITE)
-    c = client(local_oss)
-    plan, report = c.upload_tree("site", "app/", root)
-    assert (report.uploaded, report.skipped, report.bytes) == (len(SITE), 0, sum(map(len, SITE.values())))
-    b = raw(local_oss)
-    expected = {
-        "index.html": ("text/html; charset=utf-8", "no-cache"),
-        "assets/index-BPvgi06w.js": ("text/javascript; charset=utf-8", "public, max-age=31536000, immutable"),
-        "assets/index-DiwrgTda.css": ("text/css; charset=utf-8", "public, max-age=31536000, immutable"),
-        "assets/logo.svg": ("image/svg+xml", "no-cache"),
-        "fonts/inter.woff2": ("font/woff2", "no-cache"),
-        "manifest.webmanifest": ("application/manifest+json", "no-cache"),
-        "app.wasm": ("application/wasm", "no-cache"),
-        "favicon.ico": ("image/x-icon", "no-cache"),
-    }
-    for rel, data in SITE.items():
-        got = b.get_object("app/" + rel)
-        assert got.read() == data, rel
-        if rel in expected:
-            assert (got.headers["Content-Type"], got.headers["Cache-Control"]) == expected[rel], rel
-    puts = local_oss.server.counts["put_object"]
-    plan2, report2 = c.upload_tree("site", "app/", root, previous_manifest=plan.manifest)
-    assert (report2.uploaded, report2.skipped, report2.bytes) == (0, len(SITE), 0)
-    assert local_oss.server.counts["put_object"] == puts  # no PUT
-    assert "head_object" not in local_oss.server.counts and "get_object_meta" not in local_oss.server.counts
-    # one changed file: only it goes up
-    with open(os.path.join(root, "about/index.html"), "wb") as f:
-        f.write(b"<p>changed</p>")
-    _, report3 = c.upload_tree("site", "app/", root, previous_manifest=plan2.manifest)
-    assert (report3.uploaded, report3.skipped) == (1, len(SITE) - 1)
-    assert b.get_object("app/about/index.html").read() == b"<p>changed</p>"
-
-
-def test_entry_html_is_uploaded_after_assets(local_oss, tmp_path):
-    root = str(tmp_path / "out")
-    make_tree(root, SITE)
-    seen_before_entries = {}
-
-    def before_entries():
-        keys = {o.key for o in oss2.ObjectIteratorV2(raw(local_oss), prefix="app/")}
-        seen_before_entries["keys"] = keys
-
-    client(local_oss).upload_tree("site", "app/", root, before_entries=before_entries)
-    keys = seen_before_entries["keys"]
-    assert "app/assets/index-BPvgi06w.js" in keys
-    assert "app/index.html" not in keys and "app/about/index.html" not in keys
-
-
-def test_cache_control_override(local_oss, tmp_path):
-    root = str(tmp_path / "out")
-    make_tree(root, SITE)
-    rules = [("*.svg", "public, max-age=60")]
-    client(local_oss).upload_tree("site", "", root, cache_rules=rules)
-    assert raw(local_oss).head_object("assets/logo.svg").headers["Cache-Control"] == "public, max-age=60"
-
-
 def test_large_file_multipart_is_byte_exact(local_oss, tmp_path):
     root = str(tmp_path / "out")
     data = os.urandom(50 * 1024 * 1024 + 123)
     make_tree(root, {"big.bin": data, "small.txt": b"x"})
     c = client(local_oss, part_size=8 * 2**20, multipart_threshold=16 * 2**20)
-    c.upload_tree("site", "", root)
+    etags = c.put_files("site", items_of(root))
+    assert etags["big.bin"].endswith("-7") and etags["small.txt"] == hashlib.md5(b"x").hexdigest().upper()
     assert local_oss.server.counts["upload_part"] == 7
     got = raw(local_oss).get_object("big.bin")
     assert hashlib.sha256(got.read()).digest() == hashlib.sha256(data).digest()
@@ -150,9 +104,9 @@ def test_upload_survives_injected_errors_and_resets(local_oss, tmp_path):
     make_tree(root, files)
     local_oss.server.faults = Faults(error_rate=0.15, reset_rate=0.15, seed=7)
     c = client(local_oss, multipart_threshold=1024 * 1024, part_size=512 * 1024, retries=10)
-    _, report = c.upload_tree("site", "", root)
+    c.put_files("site", items_of(root))
     local_oss.server.faults = Faults()
-    assert report.retries > 10
+    assert c.retry_count > 10
     b = raw(local_oss)
     for rel, data in files.items():
         assert b.get_object(rel).read() == data, rel
@@ -189,8 +143,9 @@ def test_wrong_secret_is_access_denied_without_leaking(local_oss, tmp_path):
 def test_upload_to_missing_bucket_is_upload_failed(local_oss, tmp_path):
     root = str(tmp_path / "out")
     make_tree(root, {"index.html": b"x"})
-    with pytest.raises(UploadFailed, match="NoSuchBucket"):
-        client(local_oss).upload_tree("no-such-bucket", "", root)
+    with pytest.raises(UploadFailed, match="NoSuchBucket") as err:
+        client(local_oss).put_files("no-such-bucket", items_of(root))
+    assert isinstance(err.value, oss_io.PartialTransfer) and err.value.started == {"index.html"}
 
 
 def test_json_documents(local_oss):
@@ -210,28 +165,6 @@ def test_list_and_batch_delete_over_1000(local_oss):
     assert c.delete_objects("site", keys) == 1005
     assert local_oss.server.counts["delete_multiple"] == 2
     assert [o.key for o in c.list_objects("site")] == ["other/keep"]
-
-
-def test_symlinks_in_output_are_refused(local_oss, tmp_path):
-    root = tmp_path / "out"
-    make_tree(str(root), {"index.html": b"x"})
-    os.symlink("/etc/passwd", root / "passwd")
-    with pytest.raises(BuildFailed, match="not a regular file"):
-        client(local_oss).upload_tree("site", "", str(root))
-
-
-def test_files_the_build_user_does_not_own_are_refused(local_oss, tmp_path):
-    root = tmp_path / "out"
-    make_tree(str(root), {"index.html": b"x", "p": b"system file"})
-    mine = os.stat(root / "index.html").st_uid
-    with pytest.raises(BuildFailed, match="index.html: not written by the build"):
-        client(local_oss).upload_tree("site", "", str(root), owner_uid=mine + 1)
-    plan, _ = client(local_oss).upload_tree("site", "own/", str(root), owner_uid=mine)
-    assert len(plan.uploads) == 2
-    if os.geteuid() == 0:  # one file of another user among the build's own
-        os.chown(root / "p", 12345, 12345)
-        with pytest.raises(BuildFailed, match="^the build output was refused: p: not written by the build"):
-            client(local_oss).upload_tree("site", "", str(root), owner_uid=mine)
 
 
 def test_oss2_client_side_encryption_is_not_loaded():
@@ -289,3 +222,19 @@ def test_no_retry_starts_past_the_deadline(local_oss, tmp_path):
     with pytest.raises(DownloadFailed):
         c.download_file("src", "slow.tgz", str(tmp_path / "s"))
     assert time.monotonic() - started < 10 and rule.matched < 50
+
+
+def test_create_if_absent_and_server_side_copy(local_oss):
+    c = client(local_oss)
+    assert c.put_json_if_absent("site", "lease/000.json", {"n": 1}) is True
+    assert c.put_json_if_absent("site", "lease/000.json", {"n": 2}) is False
+    assert c.get_json("site", "lease/000.json") == {"n": 1}
+    assert raw(local_oss).get_object_acl("lease/000.json").acl == "private"
+    c.put_bytes("site", "live/a.css", b"body{}", content_type="text/css", cache_control="no-cache")
+    c.copy_object("site", "live/a.css", "store/a.css", acl="private")
+    got = raw(local_oss).get_object("store/a.css")
+    assert got.read() == b"body{}" and got.headers["Content-Type"] == "text/css"
+    assert got.etag == raw(local_oss).head_object("live/a.css").etag
+    assert raw(local_oss).get_object_acl("store/a.css").acl == "private"
+    with pytest.raises(SourceNotFound):
+        c.copy_object("site", "live/none.css", "store/none.css")
