@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/python demo/run_demo.py
 
 serve-demo: $(STAMP)
-	$(BIN)/python oss_server.py --root demo/.state/oss --port 9100 \
+	$(BIN)/python -m localoss --root demo/.state/oss --port 9100 \
 		--access-key-id STS.demo-key-id --access-key-secret demo-secret --security-token demo-security-token
 
 # Everything: the source, then the frozen binary through the same end-to-end suites.

@@ -28,7 +28,7 @@ sys.path.insert(0, ROOT)
 import oss2  # noqa: E402
 
 import sandbox  # noqa: E402
-from oss_server import Account, LocalOss  # noqa: E402
+from localoss import Account, LocalOss  # noqa: E402
 from tests.archives import FIXTURES, pack_tar  # noqa: E402
 from tests.runtime_proc import start_runtime  # noqa: E402
 

@@ -46,10 +46,10 @@ def free_port() -> int:
 
 def start_server(root: str, latency_ms: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    argv = [sys.executable, os.path.join(ROOT, "oss_server.py"), "--root", root, "--port", str(port)]
+    argv = [sys.executable, "-m", "localoss", "--root", root, "--port", str(port)]
     argv += ["--bucket", "site", "--latency-ms", str(latency_ms)]
     argv += ["--access-key-id", KEY[0], "--access-key-secret", KEY[1], "--security-token", KEY[2]]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, cwd=ROOT)
     endpoint = f"http://127.0.0.1:{port}"
     for _ in range(500):
         try:
@@ -57,7 +57,7 @@ def start_server(root: str, latency_ms: float) -> tuple[subprocess.Popen, str]:
             return proc, endpoint
         except OSError:
             time.sleep(0.01)
-    raise RuntimeError("oss_server did not start")
+    raise RuntimeError("the local OSS server did not start")
 
 
 def puts(endpoint: str) -> int:

@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from oss_server import Account, LocalOss  # noqa: E402
+from localoss import Account, LocalOss  # noqa: E402
 
 STATE = os.path.join(HERE, ".state")
 SITE = os.path.join(HERE, "site")

@@ -12,7 +12,7 @@ collect_ignore = [] if os.environ.get("FC_RUNTIME_BIN") else ["frozen"]
 
 import pytest  # noqa: E402
 
-from oss_server import Account, LocalOss  # noqa: E402
+from localoss import Account, LocalOss  # noqa: E402
 
 AK = Account("LTAI-test-key", "test-secret-value-1")
 STS = Account("STS.test-key", "sts-secret-value-2", "sts-token-value-3")

@@ -16,7 +16,7 @@ import oss_io
 from context import Credentials
 from deploy_plan import IMMUTABLE, REVALIDATE, scan_tree
 from errors import DownloadFailed, Superseded, UploadFailed
-from oss_server import FaultRule
+from localoss import FaultRule
 from tests.conftest import AK, REGION, STS
 
 log = logging.getLogger("test")

@@ -15,7 +15,7 @@ import urllib.request
 import oss2
 import pytest
 
-from oss_server import LocalOss
+from localoss import LocalOss
 from tests.archives import FIXTURES, big_file_zip, hostile_archives, many_files_tar, pack_tar, pack_zip
 from tests.conftest import AK, REGION, STS
 from tests.runtime_proc import function_error, shared_dir, start_runtime

@@ -12,7 +12,7 @@ import time
 import oss2
 import pytest
 
-from oss_server import LocalOss
+from localoss import LocalOss
 from tests.archives import FIXTURES, pack_tar
 from tests.conftest import AK, REGION, STS
 from tests.runtime_proc import start_runtime

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import pytest
 
 from cdn_io import refresh_urls_for
-from oss_server import LocalOss
+from localoss import LocalOss
 from tests.archives import pack_tar
 from tests.conftest import AK, REGION, STS
 from tests.runtime_proc import start_runtime

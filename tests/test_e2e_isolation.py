@@ -18,7 +18,7 @@ import urllib.request
 import oss2
 import pytest
 
-from oss_server import LocalOss
+from localoss import LocalOss
 from tests.archives import FIXTURES, _tar, pack_tar
 from tests.conftest import AK, REGION, STS
 from tests.runtime_proc import function_error, runtime_command, shared_dir, start_runtime
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="FC runs the runtime a
 
 @pytest.fixture(scope="module")
 def oss(tmp_path_factory):
-    from oss_server import Account
+    from localoss import Account
 
     env_account = Account(*ENV_CREDS.values())
     root = tmp_path_factory.mktemp("oss")

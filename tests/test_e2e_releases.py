@@ -10,7 +10,7 @@ import time
 import oss2
 import pytest
 
-from oss_server import LocalOss
+from localoss import LocalOss
 from tests.archives import pack_tar
 from tests.conftest import AK, REGION, STS
 from tests.runtime_proc import start_runtime
@@ -168,7 +168,7 @@ def test_async_failure_is_recorded(oss, runtime):
 def test_a_deploy_that_fails_leaves_the_live_site_byte_identical(oss):
     """Every PUT of index.html fails: the plain assets already switched (favicon.svg, a new
     robots.txt...) are put back, and the live site is exactly what it was."""
-    from oss_server import FaultRule
+    from localoss import FaultRule
 
     rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_OSS_RETRIES": "1"})
     try:

@@ -8,7 +8,7 @@ import re
 import oss2
 import pytest
 
-from oss_server import LocalOss
+from localoss import LocalOss
 from tests.archives import pack_tar
 from tests.conftest import AK, REGION, STS
 from tests.runtime_proc import start_runtime

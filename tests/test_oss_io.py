@@ -12,7 +12,7 @@ import pytest
 import oss_io
 from context import Credentials, FcContext
 from errors import AccessDenied, DownloadFailed, SourceNotFound, UploadFailed
-from oss_server import Faults
+from localoss import Faults
 from settings import PipelineSettings
 from tests.conftest import AK, REGION, STS
 
@@ -190,7 +190,7 @@ for use in (lambda: oss2.utils.random_key(32), lambda: oss2.CryptoBucket(None, '
 def test_retries_are_counted_against_progress(local_oss, tmp_path):
     """Each GET is cut after 1 MiB more arrived, seven times in a row: more drops than retries
     (5), yet every try got further, so the download finishes. Cut before any byte, it gives up."""
-    from oss_server import FaultRule
+    from localoss import FaultRule
 
     data = os.urandom(8 * 1024 * 1024)
     raw(local_oss, "src").put_object("big.tgz", data)
@@ -212,7 +212,7 @@ def test_retries_are_counted_against_progress(local_oss, tmp_path):
 def test_no_retry_starts_past_the_deadline(local_oss, tmp_path):
     import time
 
-    from oss_server import FaultRule
+    from localoss import FaultRule
 
     raw(local_oss, "src").put_object("slow.tgz", b"x" * 100)
     rule = local_oss.server.faults.add(FaultRule("GET", "slow.tgz", count=None, status=503))

@@ -14,7 +14,7 @@ import pytest
 from oss2.credentials import StaticCredentialsProvider
 from oss2.models import PartInfo
 
-from oss_server import Faults, crc64, crc64_combine
+from localoss import Faults, crc64, crc64_combine
 from tests.conftest import AK, REGION, STS
 
 AUTHS = {
@@ -270,7 +270,7 @@ def test_website_path_serves_index_documents(local_oss):
 
 
 def test_objects_survive_a_restart(tmp_path):
-    from oss_server import LocalOss
+    from localoss import LocalOss
 
     root = str(tmp_path / "oss")
     with LocalOss(root, buckets=["src"], accounts=[AK]) as oss:
@@ -304,7 +304,7 @@ def test_object_acl_private_objects_are_not_served_to_the_website(local_oss):
 
 
 def test_fault_rules_hit_exactly_the_requests_they_name(local_oss):
-    from oss_server import FaultRule
+    from localoss import FaultRule
 
     b = bucket(local_oss)
     faults = local_oss.server.faults

@@ -1,0 +1,172 @@
+"""Multipart uploads: Initiate, UploadPart, ListParts, Complete, Abort; OSS's rules on part order and size."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from typing import Any
+from urllib.parse import quote
+
+from localoss.crc import crc64_combine
+from localoss.errors import OssError
+from localoss.signing import Request, _iso
+from localoss.store import ObjectMeta, _object_acl, _remove, _stored_headers
+from localoss.wire import CHUNK, MAX_PART_NUMBER, MIN_PART_SIZE
+
+
+class MultipartOps:
+    """Mixed into the request handler (localoss.server.OssHandler)."""
+
+    # multipart
+    def op_initiate_multipart(self, req: Request, *, corrupt: bool) -> None:
+        self._bucket(req)
+        self._check_key(req)
+        self._read_small_body()
+        upload_id = uuid.uuid4().hex
+        folder = os.path.join(self.server.store.root, req.bucket, ".oss", "uploads", upload_id)
+        os.makedirs(folder)
+        info = {
+            "key": req.key,
+            "content_type": req.headers.get("content-type") or "application/octet-stream",
+            "headers": _stored_headers(req.headers),
+            "acl": _object_acl(req.headers),
+        }
+        with open(os.path.join(folder, "upload.json"), "w", encoding="utf-8") as f:
+            json.dump(info, f)
+        self._send_xml(
+            "InitiateMultipartUploadResult", [("Bucket", req.bucket), ("Key", req.key), ("UploadId", upload_id)]
+        )
+
+    def _upload(self, req: Request) -> tuple[str, dict[str, Any]]:
+        self._bucket(req)
+        folder = self.server.store.upload_dir(req.bucket, req.param("uploadId") or "")
+        with open(os.path.join(folder, "upload.json"), encoding="utf-8") as f:
+            info = json.load(f)
+        if info["key"] != req.key:
+            raise OssError(404, "NoSuchUpload", "The specified upload does not exist.", "0042-00000002")
+        return folder, info
+
+    def op_upload_part(self, req: Request, *, corrupt: bool) -> None:
+        folder, _ = self._upload(req)
+        number = req.param("partNumber") or ""
+        if not number.isdigit() or not 1 <= int(number) <= MAX_PART_NUMBER:
+            raise OssError(400, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive.")
+        path, size, digest, crc = self._receive(req.bucket, corrupt=corrupt)
+        etag = f'"{digest.hex().upper()}"'
+        part = {"number": int(number), "size": size, "etag": etag, "md5": digest.hex(), "crc64": crc}
+        part["last_modified"] = time.time()
+        try:
+            os.rename(path, os.path.join(folder, f"{int(number)}.part"))
+        except FileNotFoundError:  # aborted meanwhile
+            _remove(path)
+            raise OssError(404, "NoSuchUpload", "The specified upload does not exist.", "0042-00000002") from None
+        tmp = self.server.store.temp_path(req.bucket)
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(part, f)
+        os.replace(tmp, os.path.join(folder, f"{int(number)}.json"))
+        self._send(200, {"ETag": part["etag"], "x-oss-hash-crc64ecma": str(crc)})
+
+    def _parts(self, folder: str) -> dict[int, dict[str, Any]]:
+        parts = {}
+        for name in os.listdir(folder):
+            if name.endswith(".json") and name != "upload.json":
+                with open(os.path.join(folder, name), encoding="utf-8") as f:
+                    part = json.load(f)
+                parts[part["number"]] = part
+        return parts
+
+    def op_list_parts(self, req: Request, *, corrupt: bool) -> None:
+        folder, _ = self._upload(req)
+        marker = int(req.param("part-number-marker") or 0)
+        max_parts = min(int(req.param("max-parts") or 1000), 1000)
+        parts = [p for n, p in sorted(self._parts(folder).items()) if n > marker]
+        page, truncated = parts[:max_parts], len(parts) > max_parts
+        children: list[tuple[str, Any]] = [
+            ("Bucket", req.bucket),
+            ("Key", req.key),
+            ("UploadId", req.param("uploadId")),
+            ("PartNumberMarker", marker),
+            ("NextPartNumberMarker", page[-1]["number"] if page else ""),
+            ("MaxParts", max_parts),
+            ("IsTruncated", str(truncated).lower()),
+        ]
+        for p in page:
+            children.append(
+                (
+                    "Part",
+                    [
+                        ("PartNumber", p["number"]),
+                        ("LastModified", _iso(p["last_modified"])),
+                        ("ETag", p["etag"]),
+                        ("HashCrc64ecma", p["crc64"]),
+                        ("Size", p["size"]),
+                    ],
+                )
+            )
+        self._send_xml("ListPartsResult", children)
+
+    def op_complete_multipart(self, req: Request, *, corrupt: bool) -> None:
+        folder, info = self._upload(req)
+        body = self._read_small_body(limit=4 << 20)
+        try:
+            root = ET.fromstring(body)
+            wanted = [(int(p.findtext("PartNumber", "")), p.findtext("ETag", "")) for p in root.iter("Part")]
+        except (ET.ParseError, ValueError):
+            raise OssError(400, "MalformedXML", "The XML you provided was not well-formed.") from None
+        if not wanted:
+            raise OssError(400, "MalformedXML", "The XML you provided was not well-formed: no parts.")
+        numbers = [n for n, _ in wanted]
+        if numbers != sorted(set(numbers)):
+            raise OssError(400, "InvalidPartOrder", "The list of parts was not in ascending order.", "0042-00000209")
+        parts = self._parts(folder)
+        chosen = []
+        for number, etag in wanted:
+            part = parts.get(number)
+            if part is None or etag.strip().strip('"').upper() != part["etag"].strip('"'):
+                message = "One or more of the specified parts could not be found or the specified entity tag "
+                message += "might not have matched the part's entity tag."
+                raise OssError(400, "InvalidPart", message, "0042-00000208")
+            chosen.append(part)
+        for part in chosen[:-1]:
+            if part["size"] < MIN_PART_SIZE:
+                message = "Your proposed upload is smaller than the minimum allowed size."
+                raise OssError(400, "EntityTooSmall", message, "0042-00000213")
+        path = self.server.store.temp_path(req.bucket)
+        crc, size = 0, 0
+        with open(path, "wb") as out:
+            for part in chosen:
+                with open(os.path.join(folder, f"{part['number']}.part"), "rb") as f:
+                    shutil.copyfileobj(f, out, CHUNK)
+                crc = crc64_combine(crc, part["crc64"], part["size"])
+                size += part["size"]
+        combined = hashlib.md5(b"".join(bytes.fromhex(p["md5"]) for p in chosen)).hexdigest().upper()
+        meta = ObjectMeta(
+            key=req.key,
+            size=size,
+            etag=f'"{combined}-{len(chosen)}"',
+            crc64=crc,
+            content_type=info["content_type"],
+            last_modified=time.time(),
+            data_file="",
+            object_type="Multipart",
+            headers=info["headers"],
+            acl=info.get("acl", "default"),
+        )
+        self.server.store.commit(req.bucket, path, meta)
+        shutil.rmtree(folder, ignore_errors=True)
+        location = f"{self.server.endpoint}/{req.bucket}/{quote(req.key)}"
+        self._send_xml(
+            "CompleteMultipartUploadResult",
+            [("Location", location), ("Bucket", req.bucket), ("Key", req.key), ("ETag", meta.etag)],
+            {"ETag": meta.etag, "x-oss-hash-crc64ecma": str(crc)},
+        )
+
+    def op_abort_multipart(self, req: Request, *, corrupt: bool) -> None:
+        folder, _ = self._upload(req)
+        shutil.rmtree(folder, ignore_errors=True)
+        self._send(204)
