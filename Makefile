@@ -22,8 +22,10 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python demo/run_demo.py
 
+# The demo's site at http://127.0.0.1:9100/, as its domain would serve it (a single-page app: missing paths get index.html).
 serve-demo: $(STAMP)
-	$(BIN)/python -m localoss --root demo/.state/oss --port 9100 \
+	$(BIN)/python -m localoss --root demo/.state/oss --port 9100 --website site/demo \
+		--error-document index.html --error-status 200 \
 		--access-key-id STS.demo-key-id --access-key-secret demo-secret --security-token demo-security-token
 
 # Everything: the source, then the frozen binary through the same end-to-end suites.

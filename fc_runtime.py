@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import selectors
 import signal
 import socket
@@ -60,6 +61,7 @@ class RuntimeConfig:
     log_level: str = "INFO"
     log_format: LogFormat = "text"
     stop_grace_s: float = 60.0
+    prestop_linger_s: float = 3.0  # after /pre-stop, how long to wait for FC's signal before exiting
     warm_import: bool = True
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
 
@@ -81,14 +83,16 @@ class RuntimeConfig:
             raise ValueError(f"FCBUILD_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
         try:
             grace = float(environ.get("FCBUILD_STOP_GRACE_S", "60"))
+            linger = float(environ.get("FCBUILD_PRESTOP_LINGER_S", "3"))
         except ValueError:
-            raise ValueError("FCBUILD_STOP_GRACE_S must be a number of seconds") from None
+            raise ValueError("FCBUILD_STOP_GRACE_S and FCBUILD_PRESTOP_LINGER_S must be numbers of seconds") from None
         return cls(
             host=args.host,
             port=int(raw_port),
             log_level=log_level,
             log_format=log_format,  # type: ignore[arg-type]
             stop_grace_s=grace,
+            prestop_linger_s=linger,
             warm_import=environ.get("FCBUILD_WARM_IMPORT", "1") not in ("0", "false", "no"),
             pipeline=PipelineSettings.from_env(environ, frozen=bool(getattr(sys, "frozen", False))),
         )
@@ -364,6 +368,8 @@ class FcServer(ThreadingHTTPServer):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._closed = False
+        self._signalled_at = 0.0
+        self._stopped_by_hook = False
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -385,6 +391,32 @@ class FcServer(ThreadingHTTPServer):
                         os.read(self._wake_r, 64)
                     elif not self._stop_reason:
                         self.handle_request()
+
+    def signal_received(self, name: str) -> None:
+        """The SIGTERM/SIGINT handler: a stop, and the time of the last signal (see wait_out_signals)."""
+        self._signalled_at = time.monotonic()
+        self.request_stop(name)
+
+    def wait_out_signals(self, quiet_s: float = 0.25) -> None:
+        """Before exiting: FC may signal the process after PreStop, and more than once. The bootloaders
+        of the frozen binary forward signals while this process lives, but die of one that arrives while
+        they clean up after it. So stay until signals stop coming: after /pre-stop until the first one
+        (at most FCBUILD_PRESTOP_LINGER_S), then until none has come for `quiet_s`."""
+        started = time.monotonic()
+        while True:
+            last = self._signalled_at
+            target = (
+                last + quiet_s if last else started + (self.config.prestop_linger_s if self._stopped_by_hook else 0)
+            )
+            left = target - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                ready, _, _ = select.select([self._wake_r], [], [], left)
+                if ready:
+                    os.read(self._wake_r, 64)
+            except (OSError, ValueError):
+                time.sleep(min(left, 0.05))
 
     def request_stop(self, reason: str) -> None:
         """Safe from a signal handler, at any moment: sets the reason and wakes the accept loop
@@ -431,6 +463,9 @@ class FcServer(ThreadingHTTPServer):
             self._stop_state = "stopped"
             self._state.notify_all()
         log.info("stopped taking work")
+
+    def note_hook_stop(self) -> None:
+        self._stopped_by_hook = True
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no request is being answered (so a /pre-stop response leaves before exit)."""
@@ -587,6 +622,7 @@ class FcRequestHandler(BaseHTTPRequestHandler):
         ctx = self._context()
         log = RequestLog(logger, ctx.request_id)
         log.marker("FC PreStop Start")
+        self.server.note_hook_stop()
         self.server.graceful_stop("PreStop", log)
         log.marker("FC PreStop End")
         self.close_connection = True
@@ -733,12 +769,12 @@ def main(argv: list[str]) -> int:
         logger.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
         return EXIT_STARTUP_FAILURE
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, _frame: server.request_stop(signal.Signals(signum).name))
+        signal.signal(sig, lambda signum, _frame: server.signal_received(signal.Signals(signum).name))
     # A signal may land on any thread; Python runs its handler in the main thread only once that
     # thread leaves its system call. The wakeup fd makes the C-level handler wake the accept loop.
     signal.set_wakeup_fd(server.wake_fd)
     if early:
-        server.request_stop(early[0])
+        server.signal_received(early[0])
     host, port = server.server_address[:2]
     logger.info("fcbuild %s listening on %s:%d (pid %d)", __version__, host, port, os.getpid())
     if sandbox.is_root():
@@ -756,6 +792,7 @@ def main(argv: list[str]) -> int:
         server.serve_until_stopped()
         server.graceful_stop(server.stop_reason)
         server.wait_idle(timeout=5)
+        server.wait_out_signals()
     finally:
         signal.set_wakeup_fd(-1)
         # Stopping already: a later SIGTERM (FC may send one after PreStop) must not kill the

@@ -142,7 +142,7 @@ def main() -> int:
         print(f"== deployed: {files['uploaded']} files uploaded, {files['skipped']} unchanged and skipped")
         _compare_with_last_run(result)
         print("== to open the site in a browser: make serve-demo, then visit")
-        print(f"   http://127.0.0.1:{SERVE_PORT}/_site/site/demo/")
+        print(f"   http://127.0.0.1:{SERVE_PORT}/ (the prefix served as its own domain would serve it)")
     return 0
 
 

@@ -24,8 +24,9 @@ from localoss.crc import crc64, crc64_combine
 from localoss.faults import FaultRule, Faults
 from localoss.server import SITE_PREFIX, OssServer
 from localoss.signing import Account
+from localoss.website import Website
 
-__all__ = ["Account", "FaultRule", "Faults", "LocalOss", "OssServer", "crc64", "crc64_combine"]
+__all__ = ["Account", "FaultRule", "Faults", "LocalOss", "OssServer", "Website", "crc64", "crc64_combine"]
 
 
 class LocalOss:
@@ -45,8 +46,12 @@ class LocalOss:
         host: str = "127.0.0.1",
         port: int = 0,
         faults: Faults | None = None,
+        domain: str = "",
+        website: Website | None = None,
     ) -> None:
-        self.server = OssServer((host, port), root, accounts, region=region, faults=faults)
+        self.server = OssServer(
+            (host, port), root, accounts, region=region, faults=faults, domain=domain, website=website
+        )
         for bucket in buckets:
             self.server.store.create_bucket(bucket)
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

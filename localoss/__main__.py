@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from localoss import Account, FaultRule, Faults, OssServer
+from localoss import Account, FaultRule, Faults, OssServer, Website
 
 
 def main(argv: list[str]) -> int:
@@ -29,6 +29,19 @@ def main(argv: list[str]) -> int:
         help="an exact fault: 'METHOD KEYGLOB [op=NAME] [skip=N] [count=N|all] [delay=S] [status=N] "
         "[reset-after=N]' (repeatable)",
     )
+    parser.add_argument(
+        "--website",
+        metavar="BUCKET[/PREFIX]",
+        help="serve this bucket (or prefix) at / of the port, as its domain would (unsigned GETs)",
+    )
+    parser.add_argument("--index-document", default="", help="for --website (default: the bucket's, else index.html)")
+    parser.add_argument("--error-document", default="", help="for --website: the key served for a missing path")
+    parser.add_argument(
+        "--error-status", type=int, choices=(200, 404), default=0, help="for --website: the error document's status"
+    )
+    parser.add_argument(
+        "--domain", default="", help="also take virtual-hosted-style requests, for Host <bucket>.<DOMAIN>"
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv[1:])
     account = Account(args.access_key_id, args.access_key_secret, args.security_token)
@@ -39,12 +52,29 @@ def main(argv: list[str]) -> int:
     faults = Faults(
         error_rate=args.error_rate, reset_rate=args.reset_rate, latency_s=args.latency_ms / 1000, rules=rules
     )
+    website = None
+    if args.website:
+        website = Website.parse(
+            args.website,
+            index_document=args.index_document,
+            error_document=args.error_document,
+            error_status=args.error_status,
+        )
     server = OssServer(
-        (args.host, args.port), args.root, [account], region=args.region, faults=faults, quiet=not args.verbose
+        (args.host, args.port),
+        args.root,
+        [account],
+        region=args.region,
+        faults=faults,
+        quiet=not args.verbose,
+        domain=args.domain,
+        website=website,
     )
     for bucket in args.bucket:
         server.store.create_bucket(bucket)
     print(f"localoss listening on {server.endpoint} (root {server.store.root})", flush=True)
+    if website is not None:
+        print(f"  serving oss://{website.bucket}/{website.prefix} at {server.endpoint}/", flush=True)
     try:
         server.serve_forever(poll_interval=0.1)
     except KeyboardInterrupt:

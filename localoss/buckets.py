@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
-import shutil
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -26,9 +24,7 @@ class BucketOps:
         self._bucket(req)
         if self.server.store.objects(req.bucket):
             raise OssError(409, "BucketNotEmpty", "The bucket you tried to delete is not empty.")
-        shutil.rmtree(os.path.join(self.server.store.root, req.bucket))
-        with self.server.store._lock:
-            self.server.store._index.pop(req.bucket, None)
+        self.server.store.delete_bucket(req.bucket)
         self._send(204)
 
     def op_delete_multiple(self, req: Request, *, corrupt: bool) -> None:

@@ -10,13 +10,13 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
-from localoss.crc import crc64_combine
-from localoss.errors import OssError
+from localoss.crc import crc64, crc64_combine
+from localoss.errors import OssError, _no_such_bucket
 from localoss.signing import Request, _iso
 from localoss.store import ObjectMeta, _object_acl, _remove, _stored_headers
-from localoss.wire import CHUNK, MAX_PART_NUMBER, MIN_PART_SIZE
+from localoss.wire import CHUNK, MAX_PART_NUMBER, MIN_PART_SIZE, _parse_range
 
 
 class MultipartOps:
@@ -28,10 +28,11 @@ class MultipartOps:
         self._check_key(req)
         self._read_small_body()
         upload_id = uuid.uuid4().hex
-        folder = os.path.join(self.server.store.root, req.bucket, ".oss", "uploads", upload_id)
+        folder = self.server.store._dir(req.bucket, "uploads", upload_id)
         os.makedirs(folder)
         info = {
             "key": req.key,
+            "initiated": time.time(),
             "content_type": req.headers.get("content-type") or "application/octet-stream",
             "headers": _stored_headers(req.headers),
             "acl": _object_acl(req.headers),
@@ -56,7 +57,10 @@ class MultipartOps:
         number = req.param("partNumber") or ""
         if not number.isdigit() or not 1 <= int(number) <= MAX_PART_NUMBER:
             raise OssError(400, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive.")
-        path, size, digest, crc = self._receive(req.bucket, corrupt=corrupt)
+        if "x-oss-copy-source" in req.headers:
+            path, size, digest, crc = self._copy_part_source(req)
+        else:
+            path, size, digest, crc = self._receive(req.bucket, corrupt=corrupt)
         etag = f'"{digest.hex().upper()}"'
         part = {"number": int(number), "size": size, "etag": etag, "md5": digest.hex(), "crc64": crc}
         part["last_modified"] = time.time()
@@ -69,7 +73,76 @@ class MultipartOps:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(part, f)
         os.replace(tmp, os.path.join(folder, f"{int(number)}.json"))
+        if "x-oss-copy-source" in req.headers:
+            self._send_xml(
+                "CopyPartResult",
+                [("LastModified", _iso(part["last_modified"])), ("ETag", part["etag"])],
+                {"ETag": part["etag"], "x-oss-hash-crc64ecma": str(crc)},
+            )
+            return
         self._send(200, {"ETag": part["etag"], "x-oss-hash-crc64ecma": str(crc)})
+
+    def _copy_part_source(self, req: Request) -> tuple[str, int, bytes, int]:
+        """UploadPartCopy: the part's bytes come from an object (and x-oss-copy-source-range)."""
+        self._read_small_body()
+        source = unquote(req.headers["x-oss-copy-source"])
+        src_bucket, _, src_key = source.lstrip("/").partition("/")
+        if not self.server.store.bucket_exists(src_bucket):
+            raise _no_such_bucket(src_bucket)
+        meta = self.server.store.get(src_bucket, src_key)
+        start, end = 0, meta.size - 1
+        wanted = req.headers.get("x-oss-copy-source-range")
+        if wanted:
+            rng = _parse_range(wanted, meta.size)
+            if not isinstance(rng, tuple):
+                raise OssError(416, "InvalidRange", "The requested range cannot be satisfied.", "0003-00000104")
+            start, end = rng
+        path = self.server.store.temp_path(req.bucket)
+        md5, crc, size = hashlib.md5(), 0, 0
+        with self.server.store.open(src_bucket, meta) as fin, open(path, "wb") as fout:
+            fin.seek(start)
+            remaining = end - start + 1
+            while remaining > 0:
+                chunk = fin.read(min(remaining, CHUNK))
+                if not chunk:
+                    break
+                fout.write(chunk)
+                md5.update(chunk)
+                crc = crc64(chunk, crc)
+                size += len(chunk)
+                remaining -= len(chunk)
+        return path, size, md5.digest(), crc
+
+    def op_list_multipart_uploads(self, req: Request, *, corrupt: bool) -> None:
+        """The uploads initiated and neither completed nor aborted, by key then upload id."""
+        self._bucket(req)
+        prefix = req.param("prefix") or ""
+        folder = self.server.store._dir(req.bucket, "uploads")
+        uploads = []
+        for upload_id in os.listdir(folder):
+            try:
+                with open(os.path.join(folder, upload_id, "upload.json"), encoding="utf-8") as f:
+                    info = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if info["key"].startswith(prefix):
+                uploads.append((info["key"], upload_id, info.get("initiated", 0.0)))
+        uploads.sort()
+        limit = int(req.param("max-uploads") or 1000)
+        children: list[tuple[str, Any]] = [
+            ("Bucket", req.bucket),
+            ("KeyMarker", ""),
+            ("UploadIdMarker", ""),
+            ("NextKeyMarker", uploads[limit - 1][0] if len(uploads) > limit else ""),
+            ("NextUploadIdMarker", uploads[limit - 1][1] if len(uploads) > limit else ""),
+            ("Delimiter", ""),
+            ("Prefix", prefix),
+            ("MaxUploads", limit),
+            ("IsTruncated", "true" if len(uploads) > limit else "false"),
+        ]
+        for key, upload_id, initiated in uploads[:limit]:
+            children.append(("Upload", [("Key", key), ("UploadId", upload_id), ("Initiated", _iso(initiated))]))
+        self._send_xml("ListMultipartUploadsResult", children)
 
     def _parts(self, folder: str) -> dict[int, dict[str, Any]]:
         parts = {}
@@ -157,7 +230,8 @@ class MultipartOps:
             headers=info["headers"],
             acl=info.get("acl", "default"),
         )
-        self.server.store.commit(req.bucket, path, meta)
+        forbid = req.headers.get("x-oss-forbid-overwrite", "").lower() == "true"
+        self.server.store.commit(req.bucket, path, meta, forbid_overwrite=forbid)
         shutil.rmtree(folder, ignore_errors=True)
         location = f"{self.server.endpoint}/{req.bucket}/{quote(req.key)}"
         self._send_xml(

@@ -85,7 +85,12 @@ class ObjectOps:
             headers=_stored_headers(req.headers) if replace else dict(src.headers),
             acl=acl,
         )
-        self.server.store.commit(req.bucket, path, meta)
+        forbid = req.headers.get("x-oss-forbid-overwrite", "").lower() == "true"
+        try:
+            self.server.store.commit(req.bucket, path, meta, forbid_overwrite=forbid)
+        except BaseException:
+            _remove(path)
+            raise
         self._send_xml(
             "CopyObjectResult",
             [("ETag", meta.etag), ("LastModified", _iso(meta.last_modified))],
@@ -174,9 +179,18 @@ class ObjectOps:
                 raise OssError(
                     412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold."
                 )
+        not_modified = OssError(304, "NotModified", "Not Modified")
+        not_modified.extra = {"ETag": meta.etag, "Last-Modified": _http_date(meta.last_modified)}
         if_none = self.headers.get("If-None-Match")
-        if if_none is not None and if_none.strip('"').upper() == meta.etag.strip('"'):
-            raise OssError(304, "NotModified", "Not Modified")
+        if if_none is not None:
+            if if_none.strip('"').upper() == meta.etag.strip('"'):
+                raise not_modified
+            return  # If-Modified-Since counts only without If-None-Match
+        since = self.headers.get("If-Modified-Since")
+        if since:
+            parsed = email.utils.parsedate_tz(since)
+            if parsed and int(meta.last_modified) <= email.utils.mktime_tz(parsed):
+                raise not_modified
 
     def op_delete_object(self, req: Request, *, corrupt: bool) -> None:
         self._bucket(req)

@@ -25,8 +25,8 @@ from localoss.faults import ERROR_CODES, Faults
 from localoss.multipart import MultipartOps
 from localoss.objects import ObjectOps
 from localoss.signing import Account, Request, Verifier
-from localoss.store import Store, _remove
-from localoss.website import WebsiteOps
+from localoss.store import Store, _remove, valid_bucket_name
+from localoss.website import Website, WebsiteOps
 from localoss.wire import CHUNK, SITE_PREFIX, STATS_PATH, _Reset
 
 # --- the HTTP server -----------------------------------------------------------------------
@@ -46,9 +46,15 @@ class OssServer(ThreadingHTTPServer):
         region: str = "cn-hangzhou",
         faults: Faults | None = None,
         quiet: bool = True,
+        domain: str = "",
+        website: Website | None = None,
     ) -> None:
         super().__init__(address, OssHandler)
         self.store = Store(root)
+        # Virtual-hosted style: a request for Host `<bucket>.<domain>` names the bucket by its host.
+        self.domain = domain.lower()
+        # Unsigned GETs at / serve this bucket (and prefix) as its domain would, when set.
+        self.website = website
         self.verifier = Verifier(accounts, region)
         self.faults = faults or Faults()
         self.quiet = quiet
@@ -114,7 +120,14 @@ class OssHandler(ObjectOps, MultipartOps, BucketOps, WebsiteOps, BaseHTTPRequest
         if split.path.startswith(SITE_PREFIX) and method in ("GET", "HEAD"):
             self._serve_site(method, split.path[len(SITE_PREFIX) :])
             return
-        bucket, _, raw_key = split.path.lstrip("/").partition("/")
+        if self.server.website is not None and method in ("GET", "HEAD") and self._anonymous(split.query):
+            self._serve_website(method, split.path)
+            return
+        host = self.headers.get("Host", "").rsplit(":", 1)[0].lower()
+        if self.server.domain and host.endswith("." + self.server.domain):
+            bucket, raw_key = host[: -len(self.server.domain) - 1], split.path.lstrip("/")
+        else:
+            bucket, _, raw_key = split.path.lstrip("/").partition("/")
         req = Request(
             method=method,
             bucket=unquote(bucket),
@@ -127,6 +140,8 @@ class OssHandler(ObjectOps, MultipartOps, BucketOps, WebsiteOps, BaseHTTPRequest
         applies = not faults.only or op in faults.only
         self.reset_after: int | None = None
         try:
+            if req.bucket and not valid_bucket_name(req.bucket):
+                raise OssError(400, "InvalidBucketName", "The specified bucket is not valid.", "0015-00000101")
             if faults.latency_s:
                 time.sleep(faults.latency_s)
             rule = faults.fire(method, req.key, op) if faults.rules else None
@@ -174,7 +189,10 @@ class OssHandler(ObjectOps, MultipartOps, BucketOps, WebsiteOps, BaseHTTPRequest
         self.send_header("x-oss-request-id", self.request_id)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body) if length is None else length))
+        if status == 304:  # no body, and no length of one
+            body = b""
+        else:
+            self.send_header("Content-Length", str(len(body) if length is None else length))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -182,6 +200,9 @@ class OssHandler(ObjectOps, MultipartOps, BucketOps, WebsiteOps, BaseHTTPRequest
             self.wfile.write(body)
 
     def _send_error(self, err: OssError, method: str) -> None:
+        if err.status == 304:
+            self._send(304, err.extra)
+            return
         children = [("Code", err.code), ("Message", err.message), ("RequestId", self.request_id)]
         children.append(("HostId", self.headers.get("Host", "localhost")))
         children.extend((k, v) for k, v in err.extra.items())
@@ -261,8 +282,18 @@ class OssHandler(ObjectOps, MultipartOps, BucketOps, WebsiteOps, BaseHTTPRequest
     def _check_md5(self, digest: bytes) -> None:
         """Content-MD5, when the request sent one, must match the body received."""
         expected = self.headers.get("Content-MD5")
-        if expected is not None and expected != base64.b64encode(digest).decode():
-            raise OssError(400, "InvalidDigest", "The Content-MD5 you specified is not valid.", "0002-00000017")
+        if expected is None:
+            return
+        try:
+            well_formed = len(base64.b64decode(expected, validate=True)) == 16
+        except ValueError:
+            well_formed = False
+        if not well_formed:  # OSS tells a malformed value from one that does not match
+            raise OssError(400, "InvalidDigest", "The Content-MD5 you specified is not valid.", "0017-00000502")
+        if expected != base64.b64encode(digest).decode():
+            raise OssError(
+                400, "InvalidDigest", "The Content-MD5 you specified did not match what was received.", "0017-00000503"
+            )
 
     def _bucket(self, req: Request) -> None:
         if not req.bucket:
@@ -271,7 +302,7 @@ class OssHandler(ObjectOps, MultipartOps, BucketOps, WebsiteOps, BaseHTTPRequest
             raise _no_such_bucket(req.bucket)
 
     def _check_key(self, req: Request) -> None:
-        if not req.key or len(req.key.encode()) > 1023 or req.key.startswith("/") or "\\" in req.key:
+        if not req.key or len(req.key.encode()) > 1023 or req.key.startswith(("/", "\\")) or "\0" in req.key:
             raise OssError(400, "InvalidObjectName", "The specified object is not valid.", "0016-00000005")
 
 
@@ -279,6 +310,8 @@ def _operation(req: Request) -> str:
     """The OSS API operation a request names. Routed on parameter names, never on their order."""
     m = req.method
     if not req.key:
+        if req.has("website") and m in ("GET", "PUT", "DELETE"):
+            return {"GET": "get_bucket_website", "PUT": "put_bucket_website", "DELETE": "delete_bucket_website"}[m]
         if m == "PUT":
             return "put_bucket"
         if m == "DELETE":
@@ -286,7 +319,7 @@ def _operation(req: Request) -> str:
         if m == "POST" and req.has("delete"):
             return "delete_multiple"
         if m == "GET":
-            return "list_objects"
+            return "list_multipart_uploads" if req.has("uploads") else "list_objects"
         return "unsupported"
     if req.has("acl") and m in ("GET", "PUT"):
         return "get_object_acl" if m == "GET" else "put_object_acl"

@@ -163,6 +163,13 @@ class Verifier:
 
     def verify(self, req: Request) -> None:
         auth = req.headers.get("authorization", "")
+        query = dict(req.query)
+        if not auth and "x-oss-signature" in query:
+            self._verify_v4(req, "", presigned=query)
+            return
+        if not auth and "Signature" in query:
+            self._verify_v1_url(req, query)
+            return
         if not auth:
             raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl.")
         if auth.startswith("OSS4-HMAC-SHA256 "):
@@ -172,12 +179,15 @@ class Verifier:
         else:
             raise OssError(400, "InvalidArgument", "Authorization header is invalid.", "0002-00000003")
 
-    def _account(self, key_id: str, req: Request) -> Account:
+    def _account(self, key_id: str, req: Request, token: str | None = None) -> Account:
         account = self.accounts.get(key_id)
         if account is None:
             message = "The OSS Access Key Id you provided does not exist in our records."
             raise OssError(403, "InvalidAccessKeyId", message, "0002-00000002", OSSAccessKeyId=key_id)
-        token = req.headers.get("x-oss-security-token", "")
+        token = req.headers.get("x-oss-security-token", "") if token is None else token
+        if account.security_token and not token:  # an STS key is not a key without its token
+            message = "The OSS Access Key Id you provided does not exist in our records."
+            raise OssError(403, "InvalidAccessKeyId", message, "0002-00000003", OSSAccessKeyId=key_id)
         if account.security_token != token:
             raise OssError(403, "InvalidSecurityToken", "The security token you provided is invalid.", "0002-00000012")
         return account
@@ -213,12 +223,48 @@ class Verifier:
         if not hmac.compare_digest(expected, signature):
             raise _signature_mismatch(string_to_sign, signature, key_id)
 
-    def _verify_v4(self, req: Request, rest: str) -> None:
+    def _verify_v1_url(self, req: Request, query: dict[str, str]) -> None:
+        """A V1 presigned URL: OSSAccessKeyId, Expires and Signature in the query."""
+        key_id, expires, signature = query.get("OSSAccessKeyId", ""), query.get("Expires", ""), query["Signature"]
+        account = self._account(key_id, req, query.get("security-token", ""))
+        if not expires.isdigit():
+            raise OssError(403, "AccessDenied", "Invalid Expires in the presigned URL.")
+        if int(expires) < self.now():
+            raise OssError(403, "AccessDenied", "Request has expired.", "0002-00000069", Expires=expires)
+        oss_headers = sorted((k, v) for k, v in req.headers.items() if k.startswith("x-oss-"))
+        resource = f"/{req.bucket}/{req.key}" if req.bucket else "/"
+        subs = sorted((k, v) for k, v in req.query if k in V1_SUBRESOURCES)
+        if subs:
+            resource += "?" + "&".join(f"{k}={v}" if v else k for k, v in subs)
+        string_to_sign = (
+            "\n".join(
+                [req.method, req.headers.get("content-md5", ""), req.headers.get("content-type", ""), expires, ""]
+            )
+            + "".join(f"{k}:{v}\n" for k, v in oss_headers)
+            + resource
+        )
+        expected = base64.b64encode(
+            hmac.new(account.access_key_secret.encode(), string_to_sign.encode(), hashlib.sha1).digest()
+        ).decode()
+        if not hmac.compare_digest(expected, signature):
+            raise _signature_mismatch(string_to_sign, signature, key_id)
+
+    def _verify_v4(self, req: Request, rest: str, presigned: dict[str, str] | None = None) -> None:
+        """V4 in the Authorization header, or (`presigned`) in the query of a presigned URL."""
         fields: dict[str, str] = {}
         for part in rest.split(","):
             name, sep, value = part.strip().partition("=")
             if sep:
                 fields[name] = value
+        if presigned is not None:
+            if presigned.get("x-oss-signature-version") != "OSS4-HMAC-SHA256":
+                raise OssError(400, "InvalidArgument", "x-oss-signature-version must be OSS4-HMAC-SHA256.")
+            fields = {
+                "Credential": presigned.get("x-oss-credential", ""),
+                "Signature": presigned["x-oss-signature"],
+            }
+            if "x-oss-additional-headers" in presigned:
+                fields["AdditionalHeaders"] = presigned["x-oss-additional-headers"]
         try:
             key_id, date, region, product, terminator = fields["Credential"].split("/")
             signature = fields["Signature"]
@@ -228,19 +274,27 @@ class Verifier:
             raise OssError(400, "InvalidArgument", "Invalid credential scope in Authorization header.", "0002-00000204")
         if "AdditionalHeaders" in fields and not fields["AdditionalHeaders"]:
             raise OssError(400, "InvalidArgument", "AdditionalHeaders must not be empty.", "0002-00000209")
-        account = self._account(key_id, req)
-        stamp = req.headers.get("x-oss-date", "")
+        token = presigned.get("x-oss-security-token", "") if presigned is not None else None
+        account = self._account(key_id, req, token)
+        stamp = presigned.get("x-oss-date", "") if presigned is not None else req.headers.get("x-oss-date", "")
         try:
             when = calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ"))
         except ValueError:
             when = None
-        self._check_time(when)
+        if presigned is None:
+            self._check_time(when)
+        else:
+            expires = presigned.get("x-oss-expires", "")
+            if when is None or not expires.isdigit() or int(expires) > 7 * 86400:
+                raise OssError(400, "InvalidArgument", "x-oss-date or x-oss-expires is invalid.")
+            if when + int(expires) < self.now():
+                raise OssError(403, "AccessDenied", "Request has expired.", "0002-00000069")
         if stamp[:8] != date:
             raise OssError(403, "SignatureDoesNotMatch", "The credential date does not match x-oss-date.")
         if region != self.region:
             message = f"Invalid signing region {region!r}: this endpoint is {self.region!r}."
             raise OssError(400, "InvalidArgument", message, "0002-00000205")
-        payload = req.headers.get("x-oss-content-sha256", "")
+        payload = "UNSIGNED-PAYLOAD" if presigned is not None else req.headers.get("x-oss-content-sha256", "")
         if payload != "UNSIGNED-PAYLOAD":
             raise OssError(400, "InvalidArgument", "x-oss-content-sha256 must be UNSIGNED-PAYLOAD.", "0002-00000214")
         additional = [h.strip().lower() for h in fields.get("AdditionalHeaders", "").split(";") if h.strip()]
@@ -250,7 +304,7 @@ class Verifier:
             if k.startswith("x-oss-") or k in ("content-type", "content-md5") or k in additional
         )
         uri = "/" + (f"{req.bucket}/" if req.bucket else "") + req.key
-        query = sorted((_v4_encode(k, False), _v4_encode(v, False)) for k, v in req.query)
+        query = sorted((_v4_encode(k, False), _v4_encode(v, False)) for k, v in req.query if k != "x-oss-signature")
         canonical_request = "\n".join(
             [
                 req.method,

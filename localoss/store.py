@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from localoss.errors import OssError, _no_such_bucket, _no_such_key
 
@@ -42,6 +43,12 @@ def _object_acl(headers: Mapping[str, str]) -> str:
 
 
 STORED_HEADERS = ("cache-control", "content-encoding", "content-disposition", "content-language", "expires")
+_BUCKET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def valid_bucket_name(name: str) -> bool:
+    """OSS's rule: 3-63 characters of a-z, 0-9 and -, starting and ending with a letter or digit."""
+    return 3 <= len(name) <= 63 and set(name) <= _BUCKET_CHARS and "-" not in (name[0], name[-1])
 
 
 class Store:
@@ -58,11 +65,56 @@ class Store:
         self._index: dict[str, dict[str, ObjectMeta]] = {}
 
     def _dir(self, bucket: str, *parts: str) -> str:
-        return os.path.join(self.root, bucket, ".oss", *parts)
+        """A path of the bucket's, proven to lie inside the root (a bucket name cannot climb out)."""
+        if not valid_bucket_name(bucket):
+            raise OssError(400, "InvalidBucketName", "The specified bucket is not valid.", "0015-00000101")
+        path = os.path.join(self.root, bucket, ".oss", *parts)
+        if os.path.commonpath([self.root, os.path.abspath(path)]) != self.root or any(
+            p in ("..", ".") or "/" in p or "\0" in p for p in parts
+        ):
+            raise OssError(400, "InvalidArgument", "The path leads out of the store.")
+        return path
 
     def create_bucket(self, bucket: str) -> None:
         for sub in ("objects", "meta", "tmp", "uploads"):
             os.makedirs(self._dir(bucket, sub), exist_ok=True)
+
+    def delete_bucket(self, bucket: str) -> None:
+        folder = os.path.dirname(self._dir(bucket))  # the name is checked there
+        with self._lock:
+            shutil.rmtree(folder)
+            self._index.pop(bucket, None)
+
+    def website(self, bucket: str) -> dict[str, Any] | None:
+        try:
+            with open(self._dir(bucket, "website.json"), encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+
+    def set_website(self, bucket: str, config: dict[str, Any] | None) -> None:
+        path = self._dir(bucket, "website.json")
+        if config is None:
+            _remove(path)
+            return
+        tmp = self.temp_path(bucket)
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(config, f)
+        os.replace(tmp, path)
+
+    def read_fresh(self, bucket: str, key: str) -> tuple[ObjectMeta, BinaryIO] | None:
+        """The object as it is on disk now (another process may have written it), opened: its
+        metadata and its data. None if there is none."""
+        for _ in range(3):  # the data file can be replaced between the two reads
+            try:
+                with open(self._meta_path(bucket, key), encoding="utf-8") as f:
+                    meta = ObjectMeta(**json.load(f))
+                return meta, open(self._dir(bucket, "objects", meta.data_file), "rb")  # noqa: SIM115
+            except FileNotFoundError:
+                continue
+            except (ValueError, TypeError):
+                return None
+        return None
 
     def bucket_exists(self, bucket: str) -> bool:
         return os.path.isdir(self._dir(bucket, "objects"))

@@ -103,11 +103,21 @@ class TestAuthentication:
         assert (err.value.status, err.value.code) == (403, "InvalidAccessKeyId")
 
     def test_sts_token_must_match(self, local_oss):
-        for token in ("wrong-token", ""):
+        for token, code, ec in (
+            ("wrong-token", "InvalidSecurityToken", "0002-00000012"),
+            ("", "InvalidAccessKeyId", "0002-00000003"),  # an STS key sent without its token
+        ):
             auth = oss2.StsAuth(STS.access_key_id, STS.access_key_secret, token, auth_version="v4")
             with pytest.raises(oss2.exceptions.ServerError) as err:
                 oss2.Bucket(auth, local_oss.endpoint, "src", region=REGION).get_object("k")
-            assert err.value.code == "InvalidSecurityToken"
+            assert (err.value.code, err.value.ec) == (code, ec)
+
+    def test_content_md5_malformed_and_mismatched_have_their_own_ec(self, local_oss):
+        b = bucket(local_oss)
+        for md5, ec in (("not-base64!", "0017-00000502"), (base64.b64encode(b"0" * 16).decode(), "0017-00000503")):
+            with pytest.raises(oss2.exceptions.ServerError) as err:
+                b.put_object("k", b"data", headers={"Content-MD5": md5})
+            assert (err.value.code, err.value.ec) == ("InvalidDigest", ec)
 
     def test_clock_skew(self, local_oss):
         local_oss.server.verifier.now = lambda: time.time() + 3600
@@ -334,3 +344,213 @@ def test_fault_rules_hit_exactly_the_requests_they_name(local_oss):
     for bad in ("PUT", "PUT * bogus=1", "PUT *"):
         with pytest.raises(ValueError):
             FaultRule.parse(bad)
+
+
+def _v1_request(oss, method, host, path, *, body=b"", resource=None, headers=None):
+    """A raw request signed with OSS's V1 scheme, computed here, to any Host header."""
+    import email.utils
+    import hmac
+    import http.client
+
+    date = email.utils.formatdate(usegmt=True)
+    headers = {"Date": date, "Host": host, **(headers or {})}
+    content_type = headers.get("Content-Type", "")
+    to_sign = f"{method}\n\n{content_type}\n{date}\n{resource or path}"
+    mac = hmac.new(AK.access_key_secret.encode(), to_sign.encode(), hashlib.sha1).digest()
+    headers["Authorization"] = f"OSS {AK.access_key_id}:{base64.b64encode(mac).decode()}"
+    conn = http.client.HTTPConnection("127.0.0.1", int(oss.endpoint.rsplit(":", 1)[1]), timeout=30)
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+
+
+def test_bucket_names_are_checked_and_nothing_reaches_outside_the_root(tmp_path):
+    from localoss import LocalOss
+
+    root = tmp_path / "root"
+    neighbour = tmp_path / "escape"
+    neighbour.mkdir()
+    (neighbour / "keep.txt").write_text("not the server's")
+    with LocalOss(str(root), buckets=["src"], accounts=[AK], region=REGION) as oss:
+        port = oss.endpoint.rsplit(":", 1)[1]
+        for name in ("..%2Fescape", "%2e%2e", "Upper_Case", "-dash", "ab"):
+            status, _, body = _v1_request(oss, "PUT", f"127.0.0.1:{port}", f"/{name}", resource=f"/{name}/")
+            assert status == 400 and b"InvalidBucketName" in body, (name, body)
+            status, _, body = _v1_request(oss, "DELETE", f"127.0.0.1:{port}", f"/{name}", resource=f"/{name}/")
+            assert status == 400, (name, body)
+        status, _, body = _v1_request(
+            oss, "PUT", f"127.0.0.1:{port}", "/..%2Fescape/k", body=b"x", resource="/../escape/k"
+        )
+        assert status == 400
+    assert (neighbour / "keep.txt").read_text() == "not the server's" and sorted(os.listdir(neighbour)) == ["keep.txt"]
+    assert sorted(os.listdir(root)) == ["src"]
+
+
+def test_virtual_hosted_style_addressing(tmp_path):
+    from localoss import LocalOss
+
+    with LocalOss(str(tmp_path / "r"), buckets=["src"], accounts=[AK], region=REGION, domain="oss.test") as oss:
+        port = oss.endpoint.rsplit(":", 1)[1]
+        status, _, _ = _v1_request(
+            oss, "PUT", f"src.oss.test:{port}", "/dir/a.txt", body=b"hello", resource="/src/dir/a.txt"
+        )
+        assert status == 200
+        assert bucket(oss).get_object("dir/a.txt").read() == b"hello"  # path-style sees it
+        status, _, body = _v1_request(oss, "GET", f"src.oss.test:{port}", "/dir/a.txt", resource="/src/dir/a.txt")
+        assert (status, body) == (200, b"hello")
+
+
+def test_object_names_follow_osss_rules(local_oss):
+    b = bucket(local_oss)
+    b.put_object("a\\b.txt", b"inner backslash is allowed")
+    assert b.get_object("a\\b.txt").read() == b"inner backslash is allowed"
+    for bad in ("\\lead", "nul\x00byte", "x" * 1024):
+        with pytest.raises(oss2.exceptions.OssError) as err:
+            b.put_object(bad, b"x")
+        assert err.value.code == "InvalidObjectName", bad
+
+
+def test_create_if_absent_on_every_write_path(local_oss):
+    b = bucket(local_oss)
+    b.put_object("exists", b"first")
+    forbid = {"x-oss-forbid-overwrite": "true"}
+    with pytest.raises(oss2.exceptions.OssError) as err:
+        b.put_object("exists", b"second", headers=forbid)
+    assert err.value.status == 409 and err.value.code == "FileAlreadyExists"
+    b.put_object("other", b"other")
+    with pytest.raises(oss2.exceptions.OssError) as err:
+        b.copy_object("src", "other", "exists", headers=forbid)
+    assert err.value.code == "FileAlreadyExists"
+    up = b.init_multipart_upload("exists")
+    part = b.upload_part("exists", up.upload_id, 1, b"z" * 10)
+    with pytest.raises(oss2.exceptions.OssError) as err:
+        b.complete_multipart_upload("exists", up.upload_id, [PartInfo(1, part.etag)], headers=forbid)
+    assert err.value.code == "FileAlreadyExists"
+    assert b.get_object("exists").read() == b"first"
+    b.copy_object("src", "other", "fresh", headers=forbid)  # absent: created
+    assert b.get_object("fresh").read() == b"other"
+
+
+def test_not_modified_has_no_body_and_if_modified_since_is_honoured(local_oss):
+    b = bucket(local_oss)
+    b.put_object("page.html", b"<p>")
+    etag = b.head_object("page.html").etag
+    port = local_oss.endpoint.rsplit(":", 1)[1]
+    status, headers, body = _v1_request(
+        local_oss,
+        "GET",
+        f"127.0.0.1:{port}",
+        "/src/page.html",
+        headers={"If-None-Match": f'"{etag}"'},
+        resource="/src/page.html",
+    )
+    assert (status, body) == (304, b"") and headers["etag"].strip('"') == etag and "content-length" not in headers
+    later = email_date(time.time() + 60)
+    status, _, body = _v1_request(
+        local_oss,
+        "GET",
+        f"127.0.0.1:{port}",
+        "/src/page.html",
+        headers={"If-Modified-Since": later},
+        resource="/src/page.html",
+    )
+    assert (status, body) == (304, b"")
+    earlier = email_date(time.time() - 3600)
+    status, _, body = _v1_request(
+        local_oss,
+        "GET",
+        f"127.0.0.1:{port}",
+        "/src/page.html",
+        headers={"If-Modified-Since": earlier},
+        resource="/src/page.html",
+    )
+    assert (status, body) == (200, b"<p>")
+
+
+def email_date(ts):
+    import email.utils
+
+    return email.utils.formatdate(ts, usegmt=True)
+
+
+def test_a_website_like_production(tmp_path):
+    """A prefix served at / as its CDN domain would, with the bucket's website configuration: the
+    index document, a folder redirected to its slash, the error document as a single-page app uses
+    it (200), a private object refused; and what another process writes is seen at once."""
+    from localoss import LocalOss, Website
+
+    root = str(tmp_path / "r")
+    with LocalOss(root, buckets=["site"], accounts=[AK], region=REGION) as writer:
+        b = bucket(writer, name="site")
+        b.put_object("app/index.html", b"<div id=app></div>", headers={"Content-Type": "text/html"})
+        b.put_object("app/docs/index.html", b"docs")
+        b.put_object("app/.fcbuild/manifest.json", b"{}", headers={"x-oss-object-acl": "private"})
+        b.put_bucket_website(oss2.models.BucketWebsite("index.html", "index.html"))
+        assert b.get_bucket_website().index_file == "index.html"
+        site = Website.parse("site/app", error_status=200)
+        with LocalOss(root, accounts=[AK], region=REGION, website=site) as preview:
+
+            def get(path):
+                try:
+                    with urllib.request.urlopen(preview.endpoint + path) as resp:
+                        return resp.status, resp.read()
+                except urllib.error.HTTPError as err:
+                    return err.code, err.read()
+
+            assert get("/") == (200, b"<div id=app></div>")
+            assert get("/docs/") == (200, b"docs")
+            assert get("/orders/42") == (200, b"<div id=app></div>")  # a history-mode deep link
+            assert get("/.fcbuild/manifest.json")[0] == 403
+            b.put_object("app/index.html", b"<div id=app>v2</div>")  # written through the other server
+            assert get("/") == (200, b"<div id=app>v2</div>")
+            signed = bucket(preview, name="site")  # signed requests still reach the API
+            assert signed.get_object("app/docs/index.html").read() == b"docs"
+
+
+@pytest.mark.parametrize("auth", ["v1", "v4", "sts-v1", "sts-v4"])
+def test_presigned_urls_work_until_they_expire(local_oss, auth):
+    b = bucket(local_oss, auth)
+    b.put_object("shared/report.pdf", b"%PDF")
+    url = b.sign_url("GET", "shared/report.pdf", 60)
+    with urllib.request.urlopen(url) as resp:
+        assert resp.read() == b"%PDF"
+    put_url = b.sign_url("PUT", "shared/upload.txt", 60, headers={"Content-Type": "text/plain"})
+    req = urllib.request.Request(put_url, data=b"uploaded", method="PUT", headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(req) as resp:
+        assert resp.status == 200
+    assert b.get_object("shared/upload.txt").read() == b"uploaded"
+    other_type = urllib.request.Request(put_url, data=b"x", method="PUT", headers={"Content-Type": "text/html"})
+    with pytest.raises(urllib.error.HTTPError) as err:  # the signature covers the Content-Type
+        urllib.request.urlopen(other_type)
+    assert err.value.code == 403
+    tampered = url.replace("report.pdf", "report.pdX")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(tampered)
+    assert err.value.code == 403
+    local_oss.server.verifier.now = lambda: time.time() + 3600  # an hour later
+    try:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url)
+        assert err.value.code == 403 and b"expired" in err.value.read()
+    finally:
+        local_oss.server.verifier.now = time.time
+
+
+def test_list_multipart_uploads_and_upload_part_copy(local_oss):
+    b = bucket(local_oss)
+    source = os.urandom(300 * 1024)
+    b.put_object("src.bin", source)
+    first = b.init_multipart_upload("copies/a.bin")
+    second = b.init_multipart_upload("copies/b.bin")
+    listed = b.list_multipart_uploads(prefix="copies/")
+    assert [(u.key, u.upload_id) for u in listed.upload_list] == sorted(
+        [("copies/a.bin", first.upload_id), ("copies/b.bin", second.upload_id)]
+    )
+    p1 = b.upload_part_copy("src", "src.bin", (0, 200 * 1024 - 1), "copies/a.bin", first.upload_id, 1)
+    p2 = b.upload_part_copy("src", "src.bin", (200 * 1024, len(source) - 1), "copies/a.bin", first.upload_id, 2)
+    b.complete_multipart_upload("copies/a.bin", first.upload_id, [PartInfo(1, p1.etag), PartInfo(2, p2.etag)])
+    assert b.get_object("copies/a.bin").read() == source
+    b.abort_multipart_upload("copies/b.bin", second.upload_id)
+    assert not b.list_multipart_uploads(prefix="copies/").upload_list
