@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import deployer
+import notify
 import oss_io
 import sandbox
 from archive import Limits, extract_archive, safe_member_path
@@ -59,6 +60,7 @@ from toolchain import (
 
 logger = logging.getLogger(__name__)
 META_DIR = ".fcbuild/"  # under the target prefix: the manifest and build logs of this site
+RETRY_POLL_S = 2.0  # how often a retry looks at its earlier attempt's status
 
 
 def prepare_instance(settings: PipelineSettings, *, log: Any = logger) -> None:
@@ -122,6 +124,14 @@ class Instance:
         self.containment = Containment(children)
         self.warm_cache = WarmCache(os.path.join(settings.workspace_root, "cache", "deps"), settings.cache_max_bytes)
         self.releases = PackageManagerReleases(os.path.join(settings.workspace_root, "tools", "corepack"))
+        self._official: dict[str, str] = {}
+
+    def official_registry(self, node_bin: str) -> str:
+        """The registry npm uses when nothing names another (asked of npm itself, once per Node)."""
+        with self._lock:
+            if node_bin not in self._official:
+                self._official[node_bin] = _npm_default_registry(node_bin, self.settings.launch_env)
+            return self._official[node_bin]
 
     def target_lock(self, bucket: str, prefix: str) -> threading.Lock:
         with self._lock:
@@ -153,34 +163,108 @@ class Instance:
 def handle_invoke(ctx: FcContext, event: Mapping[str, Any], *, instance: Instance, log: Any) -> dict[str, Any]:
     """The one entry point the runtime calls: validate, then build and deploy.
 
-    An asynchronous invocation also records its status in OSS for callers to poll, and a retry
-    of one that already succeeded (FC retries async calls) returns that result without deploying again.
+    Every build records its status in OSS (`<prefix>.fcbuild/status/<request id>.json`: running,
+    then succeeded with the result or failed with the error). A retried request (FC's
+    `x-fc-retry-count` above 0, or any asynchronous invocation) whose id already succeeded is
+    answered from that status without building or deploying again; one whose earlier attempt
+    may still be running waits for it to end (or to pass the function's timeout) first. The
+    request's `notify` targets hear how it ended.
     """
     if is_release_request(event):
         return _release_request(ctx, parse_release_request(event), instance=instance, log=log)
     job = parse_job(event)
     storage = oss_io.OssClient.for_request(ctx, instance.settings, log)
-    if ctx.invocation_type != "Async":
-        return run_build(ctx, job, instance=instance, storage=storage, log=log)
     bucket, key = job.target.bucket, status_key(job, ctx.request_id)
-    earlier = storage.get_json(bucket, key)
-    if isinstance(earlier, dict) and earlier.get("status") == "succeeded" and isinstance(earlier.get("result"), dict):
-        log.info("request %s already deployed at %s; not deploying again", ctx.request_id, earlier.get("finishedAt"))
-        return {**earlier["result"], "replayed": True}
-    status = {"requestId": ctx.request_id, "attempt": ctx.retry_count + 1, "startedAt": _utc(ctx.started_wall)}
-    storage.put_json(bucket, key, {**status, "status": "running"}, private=True)
+    if ctx.retry_count > 0 or ctx.invocation_type == "Async":
+        replay = _earlier_attempt(ctx, storage, bucket, key, log)
+        if replay is not None:
+            return replay
+    secrets = (*instance.known_secrets(), *ctx.secrets(), *job.secret_values())
+    notifier = notify.Notifier(job.notify, lambda text: redact(text, secrets), log)
+    status = {
+        "requestId": ctx.request_id,
+        "attempt": ctx.retry_count + 1,
+        "invocationType": ctx.invocation_type,
+        "startedAt": _utc(ctx.started_wall),
+        "startedAtEpoch": ctx.started_wall,
+    }
+    _put_quietly(storage, bucket, key, {**status, "status": "running"}, log)
     try:
         result = run_build(ctx, job, instance=instance, storage=storage, log=log)
     except Exception as exc:
         error_type = exc.error_type if isinstance(exc, FcBuildError) else "Internal"
-        failure = {
-            "errorType": error_type,
-            "errorMessage": redact(str(exc), (*instance.known_secrets(), *ctx.secrets(), *job.secret_values())),
-        }
+        failure = {"errorType": error_type, "errorMessage": redact(str(exc), secrets)}
         _put_quietly(storage, bucket, key, {**status, "status": "failed", "finishedAt": _utc(), "error": failure}, log)
+        notifier.send(_outcome(ctx, job, None, failure))
+        notifier.wait()
         raise
     _put_quietly(storage, bucket, key, {**status, "status": "succeeded", "finishedAt": _utc(), "result": result}, log)
+    if job.notify:
+        notifier.send(_outcome(ctx, job, result, None))
+        result["notifications"] = notifier.wait()
     return result
+
+
+def _earlier_attempt(
+    ctx: FcContext, storage: oss_io.OssClient, bucket: str, key: str, log: Any
+) -> dict[str, Any] | None:
+    """A retry: the earlier attempt's result if it succeeded; None to build (it failed, or never
+    finished within the function's timeout). While it may still be running, wait for it."""
+    poll_until = ctx.deadline - 30
+    while True:
+        earlier = storage.get_json(bucket, key)
+        if not isinstance(earlier, dict):
+            return None
+        state = earlier.get("status")
+        if state == "succeeded" and isinstance(earlier.get("result"), dict):
+            log.info(
+                "request %s already deployed at %s; not deploying again", ctx.request_id, earlier.get("finishedAt")
+            )
+            return {**earlier["result"], "replayed": True}
+        if state != "running":
+            log.info("request %s: the earlier attempt %s; building again", ctx.request_id, state)
+            return None
+        try:
+            age = time.time() - float(earlier.get("startedAtEpoch", 0))
+        except (TypeError, ValueError):
+            age = float("inf")
+        if age > ctx.timeout_s + 60:
+            log.info("request %s: the earlier attempt never finished (%.0fs ago); building again", ctx.request_id, age)
+            return None
+        if time.monotonic() > poll_until:
+            raise Busy(f"request {ctx.request_id}: an earlier attempt is still running ({age:.0f}s); retry later")
+        log.info("request %s: an earlier attempt is still running (%.0fs); waiting for it", ctx.request_id, age)
+        time.sleep(RETRY_POLL_S)
+
+
+def _outcome(
+    ctx: FcContext, job: BuildJob, result: Mapping[str, Any] | None, failure: Mapping[str, str] | None
+) -> notify.Outcome:
+    target = f"oss://{job.target.bucket}/{job.target.prefix}"
+    duration = time.monotonic() - ctx.started_at
+    if result is not None:
+        domains = job.cdn.domains if job.cdn is not None else ()
+        path = (job.cdn.path if job.cdn is not None and job.cdn.path is not None else job.target.prefix) or ""
+        scheme = job.cdn.scheme if job.cdn is not None else "https"
+        return notify.Outcome(
+            "succeeded",
+            ctx.request_id,
+            target,
+            site_urls=tuple(f"{scheme}://{d}/{path}" for d in domains),
+            duration_s=duration,
+            files_changed=int(result.get("files", {}).get("uploaded", 0)),
+            release=str(result.get("release", "")),
+            result=result,
+        )
+    assert failure is not None
+    lines = failure["errorMessage"].splitlines()
+    if "Cause:" in lines:  # a failed step: its cause, not its command line
+        at = lines.index("Cause:") + 1
+        lines = [lines[0].split(". Cause", 1)[0], *lines[at : at + 3]]
+    cause = "\n".join(lines[:6])[:1500]
+    return notify.Outcome(
+        "failed", ctx.request_id, target, duration_s=duration, error_type=failure["errorType"], cause=cause
+    )
 
 
 def _release_request(ctx: FcContext, req: ReleaseRequest, *, instance: Instance, log: Any) -> dict[str, Any]:
@@ -325,16 +409,22 @@ def _run_in_slot(
             package = read_package_json(project)
             pm, node = _choose_toolchain(project, package, job, settings, log)
             registry = job.registry or settings.npm_registry
+            signatures = settings.corepack_signatures and (
+                not registry or registry.rstrip("/") == instance.official_registry(node.bin_dir)
+            )
             if pm.via_corepack:
-                pm, tools = instance.releases.ensure(pm, node.bin_dir, settings.launch_env, registry, log)
+                pm, tools = instance.releases.ensure(
+                    pm, node.bin_dir, settings.launch_env, registry, log, signatures=signatures
+                )
             env = child_env(
                 settings.launch_env,
                 node.bin_dir,
                 paths,
                 package_manager=pm.name,
                 registry=registry,
-                extra=job.env,
+                extra={**job.env, **job.secrets},
                 user=f"fcbuild{slot.uid}" if slot.isolated else "",
+                signatures=signatures,
             )
             command = job.command or build_argv(pm, package)
         cache.project = project
@@ -362,6 +452,9 @@ def _run_in_slot(
                 deadline=ctx.deadline,
                 log=log,
             )
+        warnings = prefix_warnings(output, target.prefix)
+        for warning in warnings:
+            log.warning("%s", warning)
         cdn_report = None
         if job.cdn is not None:
             with steps.step("cdn"):
@@ -403,6 +496,7 @@ def _run_in_slot(
         **({"tools": tools} if tools else {}),
         **({"cdn": cdn_report.as_dict()} if cdn_report is not None else {}),
         "release": ctx.request_id,
+        **({"warnings": warnings} if warnings else {}),
         "files": report.as_dict(),
         "releases": {"kept": job.keep_releases, "deletedObjects": report.deleted},
         "manifest": f"oss://{target.bucket}/{manifest_key}",
@@ -581,6 +675,44 @@ def _refresh_cdn(ctx: FcContext, job: BuildJob, changed: list[str], settings: Pi
 
 
 # --- deploying -------------------------------------------------------------------------------
+
+
+ROOT_ABSOLUTE_RE = re.compile(r"""(?:src|href)\s*=\s*["'](/(?!/)[^"'#?]+)""", re.IGNORECASE)
+
+
+def _npm_default_registry(node_bin: str, launch_env: Mapping[str, str]) -> str:
+    env = {"PATH": f"{node_bin}:/usr/bin:/bin", "HOME": "/nonexistent", "npm_config_userconfig": "/nonexistent/user"}
+    env["npm_config_globalconfig"] = "/nonexistent/global"
+    if launch_env.get("LD_LIBRARY_PATH"):
+        env["LD_LIBRARY_PATH"] = launch_env["LD_LIBRARY_PATH"]
+    try:
+        done = subprocess.run(
+            ["npm", "config", "get", "registry"], env=env, capture_output=True, text=True, timeout=30, cwd="/"
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip().rstrip("/") if done.returncode == 0 else ""
+
+
+def prefix_warnings(output: str, prefix: str) -> list[str]:
+    """A site deployed under a prefix whose entry page names its assets from the domain root
+    (`/assets/app.js`, Vite's default base) loads nothing under `https://domain/<prefix>`: say so."""
+    if not prefix:
+        return []
+    try:
+        with open(os.path.join(output, "index.html"), encoding="utf-8", errors="replace") as f:
+            page = f.read(1 << 20)
+    except OSError:
+        return []
+    absolute = [u for u in ROOT_ABSOLUTE_RE.findall(page) if not u.startswith("/" + prefix)]
+    if not absolute:
+        return []
+    return [
+        f"index.html names {len(absolute)} URL(s) from the domain root ({absolute[0]}), but the site is deployed "
+        f"under {prefix}: serve {prefix} at the root of a domain (a CDN origin path), or build with a relative or "
+        'prefixed base (Vite `base`, vue-cli `publicPath`, create-react-app `PUBLIC_URL`); see "Serving a site '
+        'under a prefix" in the README'
+    ]
 
 
 def _scan_output(output: str, owner: int | None) -> list[Any]:

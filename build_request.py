@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import notify
 from errors import InvalidRequest
 from oss_names import check_bucket, check_key, first_control
 
@@ -52,17 +53,22 @@ class BuildJob:
     install: tuple[str, ...] | None = None  # argv; None: chosen from the lockfile
     command: tuple[str, ...] | None = None  # argv; None: `<package manager> run build`
     output_dir: str | None = None  # relative to the project; None: detected
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)  # settings: logged as they are
+    secrets: Mapping[str, str] = field(default_factory=dict)  # passed the same way, redacted everywhere
     node_version: str | None = None
     timeout_s: int | None = None
     registry: str | None = None
     cache_control: tuple[tuple[str, str], ...] = ()  # (glob, Cache-Control), first match wins
     keep_releases: int = 3  # earlier deploys whose objects stay until that many newer deploys
     cdn: CdnSpec | None = None
+    notify: tuple[notify.Target, ...] = ()
 
     def secret_values(self) -> tuple[str, ...]:
-        """Values of the request's build env: written into no saved log."""
-        return tuple(v for v in self.env.values() if len(v) >= 4)
+        """Values of the request's secrets and notification credentials: written into no saved log."""
+        found = list(self.secrets.values())
+        for target in self.notify:
+            found.extend(target.secrets())
+        return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,7 @@ def parse_release_request(event: Mapping[str, Any]) -> ReleaseRequest:
 
 def parse_job(event: Mapping[str, Any]) -> BuildJob:
     """Validate a decoded invoke body into a BuildJob, or raise InvalidRequest naming the field."""
-    _only(event, "", {"source", "target", "build", "deploy", "cdn"})
+    _only(event, "", {"source", "target", "build", "deploy", "cdn", "notify"})
     _no_nul(event)
     source = _location(_require(event, "source"), "source", want_object=True)
     target = _location(_require(event, "target"), "target", want_object=False)
@@ -108,7 +114,12 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
             f"source.key: must end in {', '.join(ARCHIVE_SUFFIXES)} (or give source.prefix for a tree)"
         )
     build = _object(event.get("build", {}), "build")
-    _only(build, "build.", {"install", "command", "output_dir", "env", "node_version", "timeout_s", "registry"})
+    _only(
+        build,
+        "build.",
+        {"install", "command", "output_dir", "env", "secrets", "node_version", "timeout_s", "registry"},
+    )
+    env, secrets = _env_and_secrets(build.get("env", {}), build.get("secrets", {}))
     deploy = _object(event.get("deploy", {}), "deploy")
     _only(deploy, "deploy.", {"cache_control", "keep_releases"})
     return BuildJob(
@@ -117,14 +128,41 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
         install=_command(build.get("install"), "build.install"),
         command=_command(build.get("command"), "build.command"),
         output_dir=_relative_dir(build.get("output_dir"), "build.output_dir"),
-        env=_env(build.get("env", {}), "build.env"),
-        node_version=_line(build.get("node_version"), "build.node_version"),
+        env=env,
+        secrets=secrets,
+        node_version=_node_version(build.get("node_version")),
         timeout_s=_timeout(build.get("timeout_s"), "build.timeout_s"),
         registry=_registry(build.get("registry"), "build.registry"),
         cache_control=_cache_rules(deploy.get("cache_control", []), "deploy.cache_control"),
         keep_releases=_bounded_int(deploy.get("keep_releases", 3), "deploy.keep_releases", 0, 100),
         cdn=_cdn(event.get("cdn"), "cdn"),
+        notify=_notify(event.get("notify", []), "notify"),
     )
+
+
+def _notify(value: Any, where: str) -> tuple[notify.Target, ...]:
+    """`[{"type": "webhook"|"dingtalk"|"feishu"|"wecom", "url", "secret"?, "on"?: ["success", "failure"]}]`."""
+    if not isinstance(value, list) or len(value) > 10:
+        raise InvalidRequest(f"{where}: expected a list of at most 10 notification targets")
+    targets = []
+    for i, item in enumerate(value):
+        here = f"{where}[{i}]"
+        item = _object(item, here)
+        _only(item, f"{here}.", {"type", "url", "secret", "on"})
+        kind = item.get("type", "webhook")
+        if kind not in notify.KINDS:
+            raise InvalidRequest(f"{here}.type: expected one of {', '.join(notify.KINDS)}, got {kind!r}")
+        url = _line(_require(item, "url", f"{here}."), f"{here}.url") or ""
+        if not re.match(r"^https?://[^\s/]+", url) or len(url) > 2048:
+            raise InvalidRequest(f"{here}.url: expected an http(s) URL of at most 2048 characters")
+        secret = _optional_str(item.get("secret"), f"{here}.secret") or ""
+        if secret and len(secret) < 6:
+            raise InvalidRequest(f"{here}.secret: at least 6 characters (shorter ones cannot be redacted reliably)")
+        on = item.get("on", list(notify.EVENTS))
+        if not isinstance(on, list) or not on or any(e not in notify.EVENTS for e in on):
+            raise InvalidRequest(f"{here}.on: expected a non-empty list of success and failure")
+        targets.append(notify.Target(kind, url, secret, tuple(on)))
+    return tuple(targets)
 
 
 def _no_nul(event: Mapping[str, Any]) -> None:
@@ -232,6 +270,88 @@ def _relative_dir(value: Any, where: str) -> str | None:
     if not text or text.startswith("/") or norm == ".." or norm.startswith("../"):
         raise InvalidRequest(f"{where}: must be a folder inside the project, got {text!r}")
     return norm
+
+
+SECRET_NAME_PARTS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "AUTH", "CREDENTIAL", "PRIVATE")
+MIN_SECRET_CHARS = 6
+
+
+def looks_secret(name: str) -> bool:
+    upper = name.upper()
+    return any(part in upper for part in SECRET_NAME_PARTS)
+
+
+def _env_and_secrets(env_value: Any, secrets_value: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """`build.env` holds settings, logged as they are; `build.secrets`, and any `build.env` entry whose
+    name looks secret (TOKEN, SECRET, PASSWORD, KEY, AUTH...), are redacted everywhere. A secret
+    shorter than 6 characters cannot be redacted without mangling ordinary output: refused."""
+    env = _env(env_value, "build.env")
+    secrets = _env(secrets_value, "build.secrets")
+    for name in [n for n in env if looks_secret(n)]:
+        secrets[name] = env.pop(name)
+    for name, value in secrets.items():
+        where = "build.secrets" if name in (secrets_value if isinstance(secrets_value, dict) else {}) else "build.env"
+        if len(value) < MIN_SECRET_CHARS:
+            raise InvalidRequest(
+                f"{where}.{name}: a secret of {len(value)} characters cannot be redacted reliably from logs; "
+                f"use at least {MIN_SECRET_CHARS}"
+            )
+        if name in env:
+            raise InvalidRequest(f"build.secrets.{name}: also in build.env")
+    return env, secrets
+
+
+LTS_CODENAMES = {
+    "argon": 4,
+    "boron": 6,
+    "carbon": 8,
+    "dubnium": 10,
+    "erbium": 12,
+    "fermium": 14,
+    "gallium": 16,
+    "hydrogen": 18,
+    "iron": 20,
+    "jod": 22,
+    "krypton": 24,
+}
+_COMPARATOR_RE = re.compile(r"^(\^|~|>=|<=|>|<|=)?v?(\d+|[xX*])(\.(\d+|[xX*])){0,2}(-[0-9A-Za-z.]+)?$")
+
+
+def _node_version(value: Any) -> str | None:
+    """An npm range (`20`, `^18.17`, `>=18 <21`, `18 || 20`, `16 - 20`), `lts/*` or `lts/<codename>`
+    (codenames become their major); anything else is refused before any download."""
+    where = "build.node_version"
+    text = _line(value, where)
+    if text is None:
+        return None
+    if len(text) > 100:
+        raise InvalidRequest(f"{where}: at most 100 characters")
+    lowered = text.lower()
+    if lowered == "lts/*":
+        return "lts/*"
+    if lowered.startswith("lts/"):
+        major = LTS_CODENAMES.get(lowered[4:])
+        if major is None:
+            known = ", ".join(f"lts/{n}" for n in LTS_CODENAMES)
+            raise InvalidRequest(f"{where}: {text!r} names no Node.js LTS line (known: lts/*, {known})")
+        return str(major)
+    if not valid_range(text):
+        raise InvalidRequest(
+            f"{where}: {text!r} is not a version range (examples: 20, ^18.17, >=18 <21, 18 || 20, lts/*, lts/iron)"
+        )
+    return text
+
+
+def valid_range(text: str) -> bool:
+    for alternative in text.split("||"):
+        alternative = alternative.strip()
+        if not alternative:
+            return False
+        hyphen = re.fullmatch(r"(\S+)\s+-\s+(\S+)", alternative)
+        parts = [hyphen[1], hyphen[2]] if hyphen else re.sub(r"(>=|<=|>|<|=|\^|~)\s+", r"\1", alternative).split()
+        if not parts or not all(_COMPARATOR_RE.match(p) for p in parts):
+            return False
+    return True
 
 
 def _env(value: Any, where: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import errno
 import os
+import re
 import selectors
 import shlex
 import shutil
@@ -27,6 +28,20 @@ KILL_GRACE_S = 3.0
 DRAIN_AFTER_END_S = 0.5  # output still buffered in the pipe when the step's processes are gone
 DISK_FULL_BYTES = 1 << 20
 DISK_FULL_TEXT = ("ENOSPC", "No space left on device")
+# Lines that name a failure's cause, as npm, pnpm, yarn, tsc, webpack, Vite and Node print them.
+CAUSE_RE = re.compile(
+    r"npm ERR!|npm error (?!\s*$)|ERR_PNPM_\w+|\berror TS\d+|\bERROR in\b|\[vite\]|\[vite:|FetchError|"
+    r"Cannot find module|\b(?:Type|Reference|Syntax|Range)?Error:|\berror\b.*:|YN\d{4}:.*(?:error|Error)"
+)
+CAUSE_LINES = 3
+
+
+def first_cause(lines: list[str]) -> str:
+    """The first lines of the output that name the failure's cause, or ""."""
+    for i, line in enumerate(lines):
+        if CAUSE_RE.search(line):
+            return "\n".join(lines[i : i + CAUSE_LINES]).strip()
+    return ""
 
 
 class BuildLog:
@@ -39,6 +54,7 @@ class BuildLog:
         self.secrets = secrets
         self.log = log
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.step_lines: collections.deque[str] = collections.deque(maxlen=20_000)  # the current step's
         self.lost_lines = 0
         self._lock = threading.Lock()
         try:
@@ -51,6 +67,7 @@ class BuildLog:
         text = redact(text.rstrip("\r\n"), self.secrets())[:2000]
         with self._lock:
             self.tail.append(text)
+            self.step_lines.append(text)
             if self._file is not None and not self._file.closed:
                 try:
                     self._file.write(f"[{step}] {text}\n")
@@ -63,6 +80,20 @@ class BuildLog:
     def tail_text(self) -> str:
         with self._lock:
             return "\n".join(self.tail)
+
+    def failure_text(self) -> str:
+        """For an error message: the cause first (the first error lines of the step's output, which
+        a long stack trace after it would push out of the tail), then the last lines."""
+        with self._lock:
+            cause = first_cause(list(self.step_lines))
+            tail = "\n".join(self.tail)
+        if cause and cause not in tail.splitlines()[0:1]:
+            return f"Cause:\n{cause}\nLast lines:\n{tail}"
+        return f"Last lines:\n{tail}"
+
+    def start_step(self) -> None:
+        with self._lock:
+            self.step_lines.clear()
 
     def close(self) -> None:
         with self._lock:
@@ -133,6 +164,7 @@ class Runner:
         self.isolation_seconds = 0.0  # spent ending what the steps left running
 
     def __call__(self, step: str, argv: tuple[str, ...], *, cwd: str | None = None) -> None:
+        self.out.start_step()
         self.out.line(step, f"$ {shlex.join(argv)}")
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
@@ -179,7 +211,7 @@ class Runner:
         if timed_out:
             raise BuildTimeout(
                 f"{step} `{shlex.join(argv)}` passed its deadline ({remaining:.0f}s left when it started) and "
-                f"its processes were killed. Last lines:\n{self.out.tail_text()}"
+                f"its processes were killed. {self.out.failure_text()}"
             )
         if code != 0:
             how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
@@ -190,7 +222,7 @@ class Runner:
                     f"{step} `{shlex.join(argv)}` {how} with the disk full ({free // 1024} KiB free under "
                     f"{self.cwd}): raise the function's disk size. Last lines:\n{tail}"
                 )
-            raise BuildFailed(f"{step} `{shlex.join(argv)}` {how}. Last lines:\n{tail}")
+            raise BuildFailed(f"{step} `{shlex.join(argv)}` {how}. {self.out.failure_text()}")
 
     def _pump(self, proc: subprocess.Popen, step: str, ended: threading.Event) -> None:
         """Forward the step's output line by line. Once the step has ended (and its processes are

@@ -207,14 +207,18 @@ class BuildCache:
 
     def restore(self, pm: PackageManager, node: NodeInstall) -> None:
         settings = self.settings
-        if not settings.cache_enabled or not pm.lockfile:
-            self.outcome.note = "no lockfile" if settings.cache_enabled else "disabled"
+        if not settings.cache_enabled:
+            self.outcome.note = "disabled"
             return
         if os.path.exists(os.path.join(self.project, "node_modules")):
             self.outcome.note = "the source has its own node_modules"
             return
-        with open(os.path.join(self.project, pm.lockfile), "rb") as f:
-            self.outcome.key = cache_key(pm.lockfile, f.read(), node, pm, self.site)
+        if pm.lockfile:
+            with open(os.path.join(self.project, pm.lockfile), "rb") as f:
+                self.outcome.key = cache_key(pm.lockfile, f.read(), node, pm, self.site)
+        else:  # no lockfile: what package.json asks for (the install still runs and decides)
+            self.outcome.key = cache_key("package.json", dependency_fields(self.project), node, pm, self.site)
+            self.outcome.note = "no lockfile: keyed by package.json's dependencies"
         started = time.monotonic()
         if self.warm_cache.take(self.outcome.key, self.project):
             self.outcome.hit = "warm"
@@ -301,6 +305,29 @@ class BuildCache:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         warm.measure_and_evict(key)
+
+
+DEPENDENCY_FIELDS = (
+    "dependencies",
+    "devDependencies",
+    "optionalDependencies",
+    "peerDependencies",
+    "overrides",
+    "resolutions",
+    "pnpm",
+    "workspaces",
+)
+
+
+def dependency_fields(project: str) -> bytes:
+    """What package.json says about dependencies, canonically (a project without a lockfile)."""
+    try:
+        with open(os.path.join(project, "package.json"), encoding="utf-8") as f:
+            package = json.load(f)
+    except (OSError, ValueError):
+        package = {}
+    fields = {k: package.get(k) for k in DEPENDENCY_FIELDS if isinstance(package, dict) and k in package}
+    return json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()
 
 
 def _lower_thread_priority() -> None:

@@ -60,6 +60,7 @@ class PipelineSettings:
     max_builds: int = 1  # builds at once on this instance; the rest wait their turn
     queue_wait_s: int = 120  # how long a build waits for a slot before it is answered Busy
     build_uids: tuple[int, int] = (20000, 20063)  # first and last uid of the build users (when root)
+    corepack_signatures: bool = True  # check npm's signatures of pnpm/yarn releases from the official registry
     # The environment as it was before the program started: the base of every child's
     # environment (filtered by CHILD_ENV_ALLOWLIST) and the source of the original PATH.
     launch_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
@@ -90,6 +91,7 @@ class PipelineSettings:
             cache_prefix=_cache_prefix(get("FCBUILD_CACHE_PREFIX", "")),
             cdn_endpoint=get("FCBUILD_CDN_ENDPOINT", "").rstrip("/"),
             max_builds=_positive(get, "FCBUILD_MAX_BUILDS", 1),
+            corepack_signatures=get("FCBUILD_COREPACK_SIGNATURES", "1") not in ("0", "false", "no"),
             queue_wait_s=_positive(get, "FCBUILD_QUEUE_WAIT_S", 120, minimum=0),
             build_uids=_uid_range(get("FCBUILD_BUILD_UIDS", ""), _positive(get, "FCBUILD_MAX_BUILDS", 1)),
             launch_env=MappingProxyType(launch_environment(environ, frozen=frozen)),

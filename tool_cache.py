@@ -75,6 +75,7 @@ class PackageManagerReleases:
         launch_env: Mapping[str, str],
         registry: str,
         log: Any,
+        signatures: bool = False,
     ) -> tuple[PackageManager, dict[str, Any]]:
         """The release `pm` needs, installed and verified; `pm` with its exact version, and a report."""
         started = time.monotonic()
@@ -84,7 +85,7 @@ class PackageManagerReleases:
             if version and self._verified(pm.name, version, report, log):
                 report["seconds"] = round(time.monotonic() - started, 3)
                 return pm.resolved(version), report
-            version = self._install(pm, node_bin, launch_env, registry, log)
+            version = self._install(pm, node_bin, launch_env, registry, log, signatures)
             self._resolved[pm.release] = version
             folder = self.release_dir(pm.name, version)
             _seal(folder)
@@ -109,7 +110,13 @@ class PackageManagerReleases:
         return False
 
     def _install(
-        self, pm: PackageManager, node_bin: str, launch_env: Mapping[str, str], registry: str, log: Any
+        self,
+        pm: PackageManager,
+        node_bin: str,
+        launch_env: Mapping[str, str],
+        registry: str,
+        log: Any,
+        signatures: bool = False,
     ) -> str:
         spec = pm.release or f"{pm.name}@{pm.version}"
         os.makedirs(self.home, exist_ok=True)
@@ -129,8 +136,8 @@ class PackageManagerReleases:
             }
         )
         if registry:
-            env.update(registry_env(registry))
-        log.info("installing package manager %s with corepack", spec)
+            env.update(registry_env(registry, signatures=signatures))
+        log.info("installing package manager %s with corepack%s", spec, "" if signatures else " (no signature check)")
         try:
             done = subprocess.run(
                 ["corepack", "install", "-g", spec],

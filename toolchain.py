@@ -157,8 +157,10 @@ def node_requirement(project_files: Mapping[str, str], package: Mapping, request
 def satisfies(version: Version, spec: str) -> bool:
     """npm-style ranges: `20`, `20.x`, `^18.17`, `~20.1.0`, `>=18 <21`, `18 || 20`, `16 - 20`, `*`, `lts/*`."""
     spec = spec.strip().lstrip("v")
-    if spec in ("", "*", "x", "latest", "node", "current", "stable") or spec.startswith("lts"):
+    if spec in ("", "*", "x", "latest", "node", "current", "stable"):
         return True
+    if spec.startswith("lts"):  # any long-term-support line: an even major from 4 on
+        return version[0] >= 4 and version[0] % 2 == 0
     return any(_satisfies_all(version, alt.strip()) for alt in spec.split("||"))
 
 
@@ -300,6 +302,7 @@ def child_env(
     registry: str = "",
     extra: Mapping[str, str] | None = None,
     user: str = "",
+    signatures: bool = False,
 ) -> dict[str, str]:
     """The environment of install and build: an allowlist of the runtime's own environment (so
     no ALIBABA_CLOUD_* credential and nothing FC-internal), the chosen Node first on PATH, CI=true,
@@ -339,16 +342,20 @@ def child_env(
         env["YARN_CACHE_FOLDER"] = os.path.join(paths.caches, "yarn")
         env["YARN_GLOBAL_FOLDER"] = os.path.join(paths.caches, "yarn-global")
     if registry:
-        env.update(registry_env(registry))
+        env.update(registry_env(registry, signatures=signatures))
     env.update(extra or {})
     return env
 
 
-def registry_env(registry: str) -> dict[str, str]:
-    """The variables that point npm, pnpm, yarn and corepack at `registry`."""
-    return {
+def registry_env(registry: str, *, signatures: bool = False) -> dict[str, str]:
+    """The variables that point npm, pnpm, yarn and corepack at `registry`. `signatures`: corepack
+    keeps checking npm's signatures of package-manager releases (the official registry carries
+    them; a mirror does not, so for a mirror the check is off)."""
+    env = {
         "npm_config_registry": registry,
         "YARN_NPM_REGISTRY_SERVER": registry,
         "COREPACK_NPM_REGISTRY": registry.rstrip("/"),
-        "COREPACK_INTEGRITY_KEYS": "0",  # mirrors do not carry npm's package signatures
     }
+    if not signatures:
+        env["COREPACK_INTEGRITY_KEYS"] = "0"
+    return env

@@ -316,3 +316,28 @@ def test_signals_during_a_build_end_it_cleanly(oss):
     with open(pid_file) as f:
         assert not _alive(int(f.read()))
     assert "Traceback" not in rt.output()
+
+
+def test_settings_are_logged_and_secrets_are_redacted(oss, runtime):
+    put_source(oss, "tiny.tar.gz", pack_tar(TINY))
+    build_spec = {
+        "env": {"PRINT_ENV": "1", "MODE": "production", "FLAG": "true"},
+        "secrets": {"NPM_PUBLISH": "s3cret-value-998"},
+    }
+    resp = build(runtime, "oss://src/tiny.tar.gz", "settings/", build_spec)
+    assert resp.status == 200, resp.body
+    log = raw(oss, "site").get_object(resp.json()["log"].split("/", 3)[3]).read().decode()
+    assert "env MODE=production" in log and "env FLAG=true" in log  # settings stay readable
+    assert "env NPM_PUBLISH=***" in log and "s3cret-value-998" not in log + runtime.output()
+    short = build(runtime, "oss://src/tiny.tar.gz", "settings/", {"secrets": {"PIN": "1234"}})
+    assert "cannot be redacted reliably" in error_of(short, "InvalidRequest")
+    short_env = build(runtime, "oss://src/tiny.tar.gz", "settings/", {"env": {"API_KEY": "abc"}})
+    assert "build.env.API_KEY" in error_of(short_env, "InvalidRequest")
+
+
+def test_a_site_under_a_prefix_that_names_root_absolute_urls_gets_a_warning(oss, runtime):
+    put_source(oss, "tiny.tar.gz", pack_tar(TINY))
+    under = build(runtime, "oss://src/tiny.tar.gz", "shop/").json()
+    assert "deployed under shop/" in under["warnings"][0] and "/assets/index-" in under["warnings"][0]
+    at_root = build(runtime, "oss://src/tiny.tar.gz", "").json()
+    assert "warnings" not in at_root

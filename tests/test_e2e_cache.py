@@ -140,3 +140,22 @@ def test_bad_oss_entry_is_ignored_and_replaced(oss, tmp_path, kind):
     assert replaced != bad
     with tarfile.open(fileobj=io.BytesIO(replaced)) as tar:
         assert ".fcbuild-cache.json" in tar.getnames()
+
+
+def test_a_project_without_a_lockfile_gets_a_cache_too(oss, tmp_path):
+    """Keyed by package.json's dependencies: the install still runs on the restored tree."""
+    project = tmp_path / "nolock"
+    shutil.copytree(WITHDEPS, project)
+    (project / "package-lock.json").unlink()
+    bucket(oss, "src").put_object("nolock.tar.gz", pack_tar(str(project)))
+    rt = runtime(oss, tmp_path, "nolock")
+    try:
+        first = build(rt, "nolock.tar.gz", "nolock/")
+        assert first["packageManager"]["lockfile"] == "none"
+        assert first["cache"]["hit"] == "miss" and first["cache"]["saved"].startswith("warm")
+        assert "no lockfile" in first["cache"]["note"]
+        again = build(rt, "nolock.tar.gz", "nolock/")
+        assert again["cache"]["hit"] == "warm" and again["files"]["uploaded"] == 0
+        assert rt.output().count("[install] $ npm install") >= 2  # the install ran on the restored tree
+    finally:
+        assert rt.stop() == 0

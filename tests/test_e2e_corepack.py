@@ -20,6 +20,10 @@ from tests.conftest import AK, REGION, STS
 from tests.runtime_proc import shared_dir, start_runtime
 from tests.test_e2e_build import CREDS, raw
 
+# This machine's registry serves npm's packages without their signatures under the official name (a
+# proxy), as a mirror does: the function setting that turns corepack's signature check off for it.
+NO_SIGNATURES = {"FCBUILD_COREPACK_SIGNATURES": "0"}
+
 PROJECTS = {
     "pnpm": ("pnpm-site", "9.15.9", "pnpm-lock.yaml", "corepack pnpm@9.15.9 install --frozen-lockfile", "warm"),
     "yarn": ("yarn-site", "4.5.3", "yarn.lock", "corepack yarn@4.5.3 install --immutable", "miss"),
@@ -42,7 +46,7 @@ def test_project_through_corepack_with_postinstall(oss, manager):
         "target": f"oss://site/{manager}/",
         "build": {"registry": registry.stdout.strip()},
     }
-    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint})
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, **NO_SIGNATURES})
     try:
         resp = rt.invoke(event, headers=CREDS, timeout=600)
         assert resp.status == 200, resp.body
@@ -73,7 +77,7 @@ def test_another_sites_build_cannot_change_the_package_manager_the_next_build_ru
     src = raw(oss, "src")
     src.put_object("pnpm.tar.gz", pack_tar(os.path.join(FIXTURES, "pnpm-site")))
     src.put_object("hostile.tar.gz", pack_tar(os.path.join(FIXTURES, "hostile")))
-    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint})
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, **NO_SIGNATURES})
     try:
 
         def pnpm_build(prefix):
@@ -101,5 +105,28 @@ def test_another_sites_build_cannot_change_the_package_manager_the_next_build_ru
         assert b["tools"] == {"verified": "pnpm@9.15.9", "seconds": b["tools"]["seconds"]}
         assert "POISONED" not in rt.output()
         assert pnpm_build("b/")["cache"]["hit"] == "warm"
+    finally:
+        assert rt.stop() == 0
+
+
+def test_signatures_stay_checked_for_the_official_registry_and_a_failure_says_what_to_do(oss):
+    """Naming the registry npm uses by default keeps corepack's signature check on. Where that registry
+    serves no signatures (this machine's does not), the error says to name it as a mirror."""
+    registry = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True, check=True)
+    raw(oss, "src").put_object("pnpm.tar.gz", pack_tar(os.path.join(FIXTURES, "pnpm-site")))
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint})
+    try:
+        event = {
+            "source": "oss://src/pnpm.tar.gz",
+            "target": "oss://site/sig/",
+            "build": {"registry": registry.stdout.strip()},
+        }
+        resp = rt.invoke(event, headers=CREDS, timeout=600)
+        assert "installing package manager pnpm@9.15.9 with corepack\n" in rt.output().replace(
+            " (no signature check)", "X"
+        )
+        if resp.status != 200:
+            message = resp.json()["errorMessage"]
+            assert "name the mirror in build.registry" in message and "FCBUILD_NPM_REGISTRY" in message
     finally:
         assert rt.stop() == 0

@@ -94,6 +94,11 @@ def test_invoke_without_initialize_and_markers(runtime):
         (json.dumps({**VALID, "build": {"command": ["npm", "run\u0000"]}}).encode(), "build.command[1]: has a NUL"),
         (json.dumps({**VALID, "build": {"env": {"A": "x\u0000y"}}}).encode(), "build.env.A: has a NUL"),
         (json.dumps({**VALID, "bad\nname": 1}).encode(), "a field name has a control character"),
+        (json.dumps({**VALID, "build": {"node_version": "banana"}}).encode(), "build.node_version: 'banana' is not"),
+        (json.dumps({**VALID, "build": {"node_version": ">="}}).encode(), "build.node_version: '>=' is not"),
+        (json.dumps({**VALID, "build": {"node_version": "lts/argonaut"}}).encode(), "names no Node.js LTS line"),
+        (json.dumps({**VALID, "build": {"node_version": "1" * 100_000}}).encode(), "build.node_version: at most 100"),
+        (json.dumps({**VALID, "build": {"secrets": {"PIN": "1234"}}}).encode(), "build.secrets.PIN: a secret of 4"),
     ],
 )
 def test_invalid_requests(runtime, body, field):

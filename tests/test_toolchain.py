@@ -207,3 +207,23 @@ def test_frozen_binary_environment_is_restored():
     assert launch_environment(frozen, frozen=True)["LD_LIBRARY_PATH"] == "/opt/lib"
     assert "LD_LIBRARY_PATH" not in launch_environment({"LD_LIBRARY_PATH": "/tmp/_MEI123"}, frozen=True)
     assert launch_environment({"LD_LIBRARY_PATH": "/x"}, frozen=False)["LD_LIBRARY_PATH"] == "/x"
+
+
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        ("lts/iron", "20"),
+        ("lts/*", "lts/*"),
+        ("LTS/Hydrogen", "18"),
+        (">=18 <21", ">=18 <21"),
+        ("18 || 20", "18 || 20"),
+    ],
+)
+def test_node_version_forms(spec, expected):
+    from build_request import _node_version
+
+    assert _node_version(spec) == expected
+
+
+def test_lts_means_an_even_major():
+    assert satisfies((20, 1, 0), "lts/*") and not satisfies((21, 0, 0), "lts/*")

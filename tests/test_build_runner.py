@@ -1,0 +1,33 @@
+"""Error messages lead with the cause: the first error lines of a failed step's output."""
+
+from __future__ import annotations
+
+import pytest
+
+from build_runner import first_cause
+
+
+@pytest.mark.parametrize(
+    "lines,cause",
+    [
+        (["> tsc -b", "src/main.ts(3,1): error TS2304: Cannot find name 'oops'.", "x"], "error TS2304"),
+        (["npm error code ERESOLVE", "npm error ERESOLVE could not resolve"], "npm error code ERESOLVE"),
+        ([" ERR_PNPM_IGNORED_BUILDS  Ignored build scripts: esbuild"], "ERR_PNPM_IGNORED_BUILDS"),
+        (["ERROR in ./src/main.js 3:0", "Module not found"], "ERROR in ./src/main.js"),
+        (['[vite]: Rollup failed to resolve import "x"'], "[vite]: Rollup failed"),
+        (["FetchError: request to https://fonts.example/x failed"], "FetchError"),
+        (["Error: Cannot find module 'left-pad'"], "Cannot find module"),
+        (
+            ["opensslErrorStack: [ 'error:03000086:digital envelope routines::initialization error' ],"],
+            "error:03000086",
+        ),
+    ],
+)
+def test_the_cause_is_found_before_the_stack_trace(lines, cause):
+    stack = [f"    at frame{i} (/x/node_modules/y.js:{i}:1)" for i in range(60)]
+    found = first_cause(["building...", *lines, *stack])
+    assert cause in found and "at frame10" not in found
+
+
+def test_no_cause_in_plain_output():
+    assert first_cause(["compiling", "done in 3s"]) == ""
