@@ -13,6 +13,7 @@ import contextlib
 import errno
 import glob
 import hashlib
+import json
 import logging
 import os
 import re
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import deployer
+import frameworks
 import notify
 import oss_io
 import sandbox
@@ -31,7 +33,7 @@ from archive import Limits, extract_archive, safe_member_path
 from build_request import BuildJob, ReleaseRequest, is_release_request, parse_job, parse_release_request
 from build_runner import BuildLog, Containment, Runner
 from context import FcContext, redact
-from dep_cache import BuildCache, WarmCache
+from dep_cache import BuildCache, WarmCache, nested_trees
 from deploy_plan import is_content_hashed, scan_tree
 from errors import (
     BuildFailed,
@@ -394,7 +396,7 @@ def _run_in_slot(
         storage,
         paths.workspace,
         oss_location=_cache_location(job, instance.settings),
-        site=site,
+        site=f"{site}:{job.root}" if job.root else site,  # one workspace package's trees
         log=log,
     )
     tools: dict[str, Any] = {}
@@ -406,8 +408,12 @@ def _run_in_slot(
             with isolation:
                 _hand_over(paths, project, slot, instance, site)
         with steps.step("toolchain"):
-            package = read_package_json(project)
-            pm, node = _choose_toolchain(project, package, job, settings, log)
+            package_dir = _package_dir(project, job.root)
+            package = read_package_json(package_dir)
+            root_package = read_package_json(project) if package_dir != project else package
+            if package_dir != project:
+                _check_workspace(project, package_dir, package, job.root or "")
+            pm, node = _choose_toolchain(project, root_package, job, settings, log)
             registry = job.registry or settings.npm_registry
             signatures = settings.corepack_signatures and (
                 not registry or registry.rstrip("/") == instance.official_registry(node.bin_dir)
@@ -426,7 +432,27 @@ def _run_in_slot(
                 user=f"fcbuild{slot.uid}" if slot.isolated else "",
                 signatures=signatures,
             )
-            command = job.command or build_argv(pm, package)
+            framework = frameworks.detect(package)
+            command = job.command or build_argv(pm, package, framework)
+            if framework is not None:
+                log.info(
+                    "framework %s: %s, output %s%s",
+                    framework.name,
+                    "the request's command" if job.command else " ".join(command),
+                    job.output_dir or framework.output,
+                    " (from the request)" if job.output_dir else "",
+                )
+            if package_dir != project and not job.command:
+                runner = next((n for n in ("turbo.json", "nx.json") if os.path.exists(os.path.join(project, n))), "")
+                if runner:
+                    log.info(
+                        "the workspace uses %s; running the package's own build script (%s in %s): give "
+                        'build.command with build.command_cwd "root" to run the task runner instead',
+                        "Turborepo" if runner == "turbo.json" else "Nx",
+                        " ".join(command),
+                        job.root,
+                    )
+            build_cwd = project if job.command_cwd == "root" else package_dir
         cache.project = project
         with steps.step("cache"):
             cache.restore(pm, node)
@@ -436,10 +462,13 @@ def _run_in_slot(
         with steps.step("install"):
             _install(run, job, pm, project, restored=cache.outcome.hit in ("warm", "oss"), log=log)
             cache.installed = True
+        public_index = os.path.join(package_dir, "public", "index.html")
+        public_before = os.stat(public_index).st_mtime_ns if os.path.exists(public_index) else None
         with steps.step("build"):
-            run("build", command)
+            run("build", command, cwd=build_cwd)
+        public_written = os.path.exists(public_index) and os.stat(public_index).st_mtime_ns != public_before
         with steps.step("deploy"):
-            output = _output_dir(project, job.output_dir)
+            output = _output_dir(package_dir, job.output_dir, project, framework, public_written)
             files = _scan_output(output, slot.uid)
             report = deployer.deploy(
                 storage,
@@ -487,7 +516,9 @@ def _run_in_slot(
         "target": f"oss://{target.bucket}/{target.prefix}",
         "packageManager": pm.describe(),
         "node": {"version": node.version_text, "path": node.bin_dir},
-        "outputDir": os.path.relpath(output, project),
+        "outputDir": os.path.relpath(output, package_dir),
+        **({"framework": _framework_doc(framework, job, command)} if framework is not None else {}),
+        **({"root": job.root} if job.root else {}),
         "steps": steps.times,
         "durationSeconds": 0.0,
         "_started": started,
@@ -526,11 +557,77 @@ def _keep_quietly(cache: BuildCache, *, to_oss: bool, log: Any) -> None:
         log.warning("dependency cache not kept: %s", exc)
 
 
-def _output_dir(project: str, requested: str | None) -> str:
-    """The output folder, resolved with all its links: it must lie inside the project, and it
-    must not hold fcbuild's own folder."""
-    output = find_output_dir(project, requested)
-    real, root = os.path.realpath(output), os.path.realpath(project)
+def _framework_doc(framework: frameworks.Framework, job: BuildJob, command: tuple[str, ...]) -> dict[str, Any]:
+    """What the framework table chose (and what the request overrode)."""
+    return {
+        "name": framework.name,
+        "command": " ".join(command),
+        "commandFrom": "request" if job.command else "table",
+        "outputFrom": "request" if job.output_dir else "table",
+        "singlePageApp": framework.spa,
+        "prefixSetting": framework.prefix_setting,
+    }
+
+
+def _package_dir(project: str, root: str | None) -> str:
+    """build.root: a folder inside the project with a package.json."""
+    if not root:
+        return project
+    folder = os.path.join(project, root)
+    real = os.path.realpath(folder)
+    if not (real == os.path.realpath(project) or real.startswith(os.path.realpath(project) + os.sep)):
+        raise InvalidSource(f"build.root {root!r} leads out of the project")
+    if not os.path.isdir(folder):
+        raise InvalidSource(f"build.root {root!r}: no such folder in the project")
+    if not os.path.isfile(os.path.join(folder, "package.json")):
+        raise InvalidSource(f"build.root {root!r}: the folder has no package.json")
+    return folder
+
+
+def workspace_packages(project: str) -> dict[str, str]:
+    """name -> folder of every package.json in the project (outside node_modules), a few levels down."""
+    found: dict[str, str] = {}
+    for folder, dirs, files in os.walk(project):
+        dirs[:] = [d for d in dirs if d != "node_modules" and not d.startswith(".")]
+        if os.path.relpath(folder, project).count(os.sep) >= 4:
+            dirs[:] = []
+        if "package.json" in files:
+            try:
+                with open(os.path.join(folder, "package.json"), encoding="utf-8") as f:
+                    name = json.load(f).get("name")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(name, str):
+                found.setdefault(name, os.path.relpath(folder, project))
+    return found
+
+
+def _check_workspace(project: str, package_dir: str, package: Mapping[str, Any], root: str) -> None:
+    """Every `workspace:` dependency of the package names a package of the workspace."""
+    names = workspace_packages(project)
+    for field in ("dependencies", "devDependencies", "optionalDependencies"):
+        deps = package.get(field)
+        if not isinstance(deps, dict):
+            continue
+        for name, spec in deps.items():
+            if isinstance(spec, str) and spec.startswith("workspace:") and name not in names:
+                raise InvalidSource(
+                    f"build.root {root!r}: its {field} name {name!r} ({spec}), but no package of the workspace is "
+                    f"called that (found: {', '.join(sorted(names)) or 'none'})"
+                )
+
+
+def _output_dir(
+    package_dir: str,
+    requested: str | None,
+    project: str | None = None,
+    framework: frameworks.Framework | None = None,
+    public_written: bool = False,
+) -> str:
+    """The output folder, relative to the package, resolved with all its links: it must lie inside
+    the project, and it must not hold fcbuild's own folder."""
+    output = find_output_dir(package_dir, requested, framework, public_written)
+    real, root = os.path.realpath(output), os.path.realpath(project or package_dir)
     if real != root and not real.startswith(root + os.sep):
         raise BuildFailed(f"output_dir {os.path.relpath(output, project)!r} leads out of the project (through a link)")
     if real == root and requested is None:
@@ -587,12 +684,15 @@ def _hand_over(paths: BuildPaths, project: str, slot: sandbox.Slot, instance: In
 
 
 def _own_restored_tree(project: str, slot: sandbox.Slot, instance: Instance, *, warm: bool) -> None:
-    tree = os.path.join(project, "node_modules")
-    if not slot.isolated or not os.path.isdir(tree) or sandbox.tree_owner(tree) == slot.uid:
+    """Restored node_modules trees (the root's and a workspace's packages') become the build user's."""
+    if not slot.isolated:
         return
     assert slot.uid is not None and slot.gid is not None
     allowed = instance.build_uid_set if warm else {os.geteuid()}  # a tree from OSS was extracted by us
-    sandbox.chown_tree(tree, slot.uid, slot.gid, only_from=allowed)
+    for rel in ["", *nested_trees(project)]:
+        tree = os.path.join(project, rel, "node_modules")
+        if os.path.isdir(tree) and sandbox.tree_owner(tree) != slot.uid:
+            sandbox.chown_tree(tree, slot.uid, slot.gid, only_from=allowed)
 
 
 def _clean_up(

@@ -52,7 +52,9 @@ class BuildJob:
     target: OssLocation
     install: tuple[str, ...] | None = None  # argv; None: chosen from the lockfile
     command: tuple[str, ...] | None = None  # argv; None: `<package manager> run build`
-    output_dir: str | None = None  # relative to the project; None: detected
+    output_dir: str | None = None  # relative to the package (build.root); None: detected
+    root: str | None = None  # a workspace package's folder, relative to the project; None: the project
+    command_cwd: str = "package"  # package | root: where build.command runs
     env: Mapping[str, str] = field(default_factory=dict)  # settings: logged as they are
     secrets: Mapping[str, str] = field(default_factory=dict)  # passed the same way, redacted everywhere
     node_version: str | None = None
@@ -117,7 +119,18 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
     _only(
         build,
         "build.",
-        {"install", "command", "output_dir", "env", "secrets", "node_version", "timeout_s", "registry"},
+        {
+            "install",
+            "command",
+            "command_cwd",
+            "output_dir",
+            "root",
+            "env",
+            "secrets",
+            "node_version",
+            "timeout_s",
+            "registry",
+        },
     )
     env, secrets = _env_and_secrets(build.get("env", {}), build.get("secrets", {}))
     deploy = _object(event.get("deploy", {}), "deploy")
@@ -128,6 +141,8 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
         install=_command(build.get("install"), "build.install"),
         command=_command(build.get("command"), "build.command"),
         output_dir=_relative_dir(build.get("output_dir"), "build.output_dir"),
+        root=_package_root(build.get("root")),
+        command_cwd=_command_cwd(build.get("command_cwd", "package")),
         env=env,
         secrets=secrets,
         node_version=_node_version(build.get("node_version")),
@@ -352,6 +367,17 @@ def valid_range(text: str) -> bool:
         if not parts or not all(_COMPARATOR_RE.match(p) for p in parts):
             return False
     return True
+
+
+def _package_root(value: Any) -> str | None:
+    root = _relative_dir(value, "build.root")
+    return None if root in (None, ".") else root
+
+
+def _command_cwd(value: Any) -> str:
+    if value not in ("package", "root"):
+        raise InvalidRequest(f"build.command_cwd: expected package or root, got {value!r}")
+    return value
 
 
 def _env(value: Any, where: str) -> dict[str, str]:

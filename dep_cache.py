@@ -35,7 +35,33 @@ from errors import FcBuildError, SourceNotFound
 from toolchain import NodeInstall, PackageManager
 
 MARKER = ".fcbuild-cache.json"  # inside every packed entry: the key it was made for
-FORMAT = "fcbuild-deps-v1"
+FORMAT = "fcbuild-deps-v2"
+NESTED = "nested"  # in an entry: <relative folder>/node_modules of each workspace package
+MAX_NESTED_DEPTH = 4
+
+
+def nested_trees(project: str) -> list[str]:
+    """The folders under `project` (not the project itself, none inside a node_modules) that hold a
+    node_modules of their own: a workspace's packages after a workspace install."""
+    found = []
+    for folder, dirs, _ in os.walk(project):
+        rel = os.path.relpath(folder, project)
+        depth = 0 if rel == "." else rel.count(os.sep) + 1
+        if rel != "." and "node_modules" in dirs and not os.path.islink(os.path.join(folder, "node_modules")):
+            found.append(rel.replace(os.sep, "/"))
+        dirs[:] = [d for d in dirs if d != "node_modules" and not d.startswith(".") and depth < MAX_NESTED_DEPTH]
+    return sorted(found)
+
+
+def _move_trees(source: str, dest: str, rels: list[str]) -> None:
+    """Move `source`/node_modules and `source`/nested/<rel>/node_modules to their places under `dest`."""
+    os.rename(os.path.join(source, "node_modules"), os.path.join(dest, "node_modules"))
+    for rel in rels:
+        tree = os.path.join(source, NESTED, rel, "node_modules")
+        home = os.path.join(dest, rel)
+        if ".." in rel.split("/") or not os.path.isdir(tree) or not os.path.isdir(home) or os.path.islink(home):
+            continue
+        os.rename(tree, os.path.join(home, "node_modules"))
 
 
 def cache_key(lockfile: str, lock_bytes: bytes, node: NodeInstall, pm: PackageManager, site: str) -> str:
@@ -97,8 +123,10 @@ class WarmCache:
                 return False
             self._busy[key] = "build"
         try:
-            os.rename(source, os.path.join(project, "node_modules"))
-        except OSError:
+            with open(os.path.join(self._dir(key), "meta.json"), encoding="utf-8") as f:
+                rels = list(json.load(f).get("nested", []))
+            _move_trees(self._dir(key), project, rels)
+        except (OSError, ValueError):
             self.release(key)
             return False
         return True
@@ -110,19 +138,23 @@ class WarmCache:
             self.release(key)
             return False
         entry = self._dir(key)
+        rels = nested_trees(project)
         with self._lock:
             self._busy[key] = "saving"  # until the caller's release(): it may pack the entry for OSS
             shutil.rmtree(entry, ignore_errors=True)
             os.makedirs(entry)
             os.rename(tree, os.path.join(entry, "node_modules"))
+            for rel in rels:
+                os.makedirs(os.path.join(entry, NESTED, rel))
+                os.rename(os.path.join(project, rel, "node_modules"), os.path.join(entry, NESTED, rel, "node_modules"))
             with open(os.path.join(entry, "meta.json"), "w", encoding="utf-8") as f:
-                json.dump({"key": key, "usedAt": time.time(), "bytes": None}, f)
+                json.dump({"key": key, "usedAt": time.time(), "bytes": None, "nested": rels}, f)
         return True
 
     def measure_and_evict(self, key: str) -> None:
         """Record the entry's size, then drop least recently used entries over the cap. Slow: background."""
         entry = self._dir(key)
-        size = _tree_bytes(os.path.join(entry, "node_modules"))
+        size = _tree_bytes(os.path.join(entry, "node_modules")) + _tree_bytes(os.path.join(entry, NESTED))
         meta_path = os.path.join(entry, "meta.json")
         with self._lock:
             if os.path.exists(meta_path):
@@ -157,22 +189,36 @@ class WarmCache:
     def snapshot(self, key: str, dest: str) -> bool:
         """Hard-link the entry's tree into `dest` (metadata only: fast), so it can be packed for OSS
         while the entry itself goes back to work. Caller holds the entry busy while this runs."""
-        tree = os.path.join(self._dir(key), "node_modules")
-        if not os.path.isdir(tree):
+        entry = self._dir(key)
+        if not os.path.isdir(os.path.join(entry, "node_modules")):
             return False
-        shutil.copytree(tree, dest, symlinks=True, copy_function=os.link)
+        os.makedirs(dest)
+        for name in ("node_modules", NESTED, "meta.json"):
+            source = os.path.join(entry, name)
+            if os.path.isdir(source):
+                shutil.copytree(source, os.path.join(dest, name), symlinks=True, copy_function=os.link)
+            elif os.path.isfile(source):
+                shutil.copy2(source, os.path.join(dest, name))
         return True
 
 
-def pack(tree: str, key: str, dest: str) -> None:
-    """Write `tree` (a node_modules) and the key marker as a .tar.gz entry."""
+def pack(entry: str, key: str, dest: str) -> None:
+    """Write an entry (its node_modules, and those of a workspace's packages) and the key marker as
+    a .tar.gz."""
+    try:
+        with open(os.path.join(entry, "meta.json"), encoding="utf-8") as f:
+            rels = list(json.load(f).get("nested", []))
+    except (OSError, ValueError):
+        rels = []
     marker = f"{dest}.marker.json"
     with open(marker, "w", encoding="utf-8") as f:
-        json.dump({"format": FORMAT, "key": key}, f)
+        json.dump({"format": FORMAT, "key": key, "nested": rels}, f)
     try:
         with tarfile.open(dest, "w:gz", compresslevel=1) as tar:
             tar.add(marker, arcname=MARKER)
-            tar.add(tree, arcname="node_modules")
+            tar.add(os.path.join(entry, "node_modules"), arcname="node_modules")
+            if rels:
+                tar.add(os.path.join(entry, NESTED), arcname=NESTED)
     finally:
         os.unlink(marker)
 
@@ -279,7 +325,7 @@ class BuildCache:
         hard-linked snapshot is made, so a rebuild right after this one does not wait for the upload."""
         warm = self.warm_cache
         staging = os.path.join(self.settings.workspace_root, "cache", f"save-{uuid.uuid4().hex}")
-        snapshot = os.path.join(staging, "node_modules")
+        snapshot = os.path.join(staging, "entry")
         try:
             try:
                 needed = upload and (self._replace_oss or not self.storage.object_exists(bucket, oss_key))
@@ -349,7 +395,8 @@ def restore_from_archive(archive: str, scratch: str, key: str, project: str, lim
         tree = os.path.join(root, "node_modules")
         if not os.path.isdir(tree) or os.path.islink(tree):
             return "the entry has no node_modules"
-        os.rename(tree, os.path.join(project, "node_modules"))
+        rels = [r for r in marker.get("nested", []) if isinstance(r, str)]
+        _move_trees(root, project, rels)
         return ""
     except FcBuildError as exc:
         return f"unreadable ({exc})"

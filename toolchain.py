@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from errors import BuildFailed, InvalidSource, NotAvailable
+from frameworks import Framework, build_script
 from settings import CHILD_ENV_ALLOWLIST, CHILD_ENV_PREFIX_ALLOWLIST
 
 Version = tuple[int, int, int]
@@ -125,11 +126,15 @@ def _major_for_lockfile(name: str, berry: bool, yarn_head: str, pnpm_head: str) 
     return YARN_METADATA_MAJORS.get(m[1] if m else "", "4")
 
 
-def build_argv(pm: PackageManager, package: Mapping) -> tuple[str, ...]:
-    scripts = package.get("scripts")
-    if not isinstance(scripts, dict) or "build" not in scripts:
-        raise InvalidSource('source: package.json has no "build" script; give build.command in the request')
-    return pm.argv("run", "build")
+def build_argv(pm: PackageManager, package: Mapping, framework: Framework | None = None) -> tuple[str, ...]:
+    """`<package manager> run <script>`: the framework's build script (uni-app's `build:h5`,
+    VitePress's `docs:build`...), else `build`."""
+    script = build_script(framework, package)
+    if not script:
+        wanted = ", ".join(dict.fromkeys([*(framework.scripts if framework else ()), "build"]))
+        what = f" (looked for {wanted}, as {framework.name} names them)" if framework else ""
+        raise InvalidSource(f"source: package.json has no build script{what}; give build.command in the request")
+    return pm.argv("run", script)
 
 
 # --- Node.js versions -------------------------------------------------------------------------
@@ -254,17 +259,32 @@ def choose_node(installs: Iterable[NodeInstall], spec: str, source: str) -> Node
 # --- output and environment -------------------------------------------------------------------
 
 
-def find_output_dir(project: str, requested: str | None) -> str:
-    """The build output folder: the requested one, else the first non-empty usual one."""
-    candidates = [requested] if requested else list(OUTPUT_CANDIDATES)
+def find_output_dir(
+    project: str, requested: str | None, framework: Framework | None = None, public_written: bool = False
+) -> str:
+    """The build output folder: the requested one, else the framework's, else the first non-empty
+    usual one; `public` only when the build wrote its index.html (Hexo, Gatsby), not when it is the
+    source folder of static files that Vite or create-react-app copy from."""
+    if requested:
+        candidates = [requested]
+    else:
+        candidates = list(dict.fromkeys([*([framework.output] if framework else []), *OUTPUT_CANDIDATES]))
+        if public_written:
+            candidates.append("public")
     for rel in candidates:
         path = os.path.join(project, rel)
         if os.path.isdir(path) and not os.path.islink(path) and any(os.scandir(path)):
             return _descend_to_site(path)
     looked = ", ".join(candidates)
+    there = (
+        sorted(e.name for e in os.scandir(project) if e.is_dir() and not e.name.startswith("."))
+        if os.path.isdir(project)
+        else []
+    )
     raise BuildFailed(
         f"the build left no output: {looked} missing or empty"
         + ("" if requested else "; set build.output_dir to where your build writes")
+        + (f" (the folders there: {', '.join(d for d in there if d != 'node_modules')})" if there else "")
     )
 
 

@@ -74,7 +74,7 @@ def test_bad_pin_is_refused():
 def test_build_script_required():
     pm = detect_package_manager(["package-lock.json"], {})
     assert build_argv(pm, {"scripts": {"build": "vite build"}}) == ("npm", "run", "build")
-    with pytest.raises(InvalidSource, match='no "build" script'):
+    with pytest.raises(InvalidSource, match="no build script; give build.command"):
         build_argv(pm, {"scripts": {}})
 
 
