@@ -52,6 +52,31 @@ def extract_archive(archive: str, dest: str, limits: Limits = Limits()) -> str:
     return dest
 
 
+def read_archive_member(archive: str, name: str, limit: int) -> bytes | None:
+    """The bytes of the regular file `name` at the archive's root or in its only top folder (as a
+    GitHub download has it), at most `limit` of them; None when there is none. Nothing is extracted."""
+
+    def wanted(member: str) -> bool:
+        parts = [p for p in member.replace("\\", "/").split("/") if p not in ("", ".")]
+        return parts in ([name],) or (len(parts) == 2 and parts[1] == name)
+
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    if wanted(info.filename) and not info.is_dir() and info.file_size <= limit:
+                        return zf.read(info)
+            return None
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                if wanted(member.name) and member.isreg() and member.size <= limit:
+                    src = tar.extractfile(member)
+                    return src.read(limit) if src is not None else None
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise InvalidSource(f"source archive: not a readable .tar.gz/.tgz or .zip ({exc})") from None
+    return None
+
+
 def safe_member_path(dest: str, name: str) -> str:
     """The absolute path for archive member `name` under `dest`, or InvalidSource."""
     clean = name.replace("\\", "/")

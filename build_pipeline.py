@@ -10,6 +10,7 @@ through the `storage` client it is given (an `oss_io.OssClient`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import glob
 import hashlib
@@ -19,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -29,7 +31,8 @@ import frameworks
 import notify
 import oss_io
 import sandbox
-from archive import Limits, extract_archive, safe_member_path
+import triggers
+from archive import Limits, extract_archive, read_archive_member, safe_member_path
 from build_request import BuildJob, ReleaseRequest, is_release_request, parse_job, parse_release_request
 from build_runner import BuildLog, Containment, Runner
 from context import FcContext, redact
@@ -40,6 +43,7 @@ from errors import (
     Busy,
     DiskFull,
     FcBuildError,
+    InvalidRequest,
     InvalidSource,
     NotAvailable,
     SourceNotFound,
@@ -174,7 +178,83 @@ def handle_invoke(ctx: FcContext, event: Mapping[str, Any], *, instance: Instanc
     """
     if is_release_request(event):
         return _release_request(ctx, parse_release_request(event), instance=instance, log=log)
+    if triggers.is_time_trigger(event):
+        log.info("time trigger %s at %s", event.get("triggerName"), event.get("triggerTime"))
+        event = triggers.time_trigger_request(event)
+    if triggers.is_oss_event(event):
+        return _oss_events(ctx, event, instance=instance, log=log)
     job = parse_job(event)
+    triggers.check_allowed(job.target.bucket, job.target.prefix, instance.settings.allowed_targets)
+    return _build_with_outcome(ctx, job, instance=instance, log=log)
+
+
+def _oss_events(ctx: FcContext, event: Mapping[str, Any], *, instance: Instance, log: Any) -> dict[str, Any]:
+    """An OSS trigger: build each created archive, each under its own request id (`<id>-<n>` when
+    there are several), and answer every event's result. If any failed, the answer is that failure
+    (FC may retry: the events that succeeded are then replayed, not rebuilt)."""
+    sources = triggers.oss_event_sources(event)
+    storage = oss_io.OssClient.for_request(ctx, instance.settings, log)
+    results: list[dict[str, Any]] = []
+    first_failure: FcBuildError | None = None
+    for i, (source, why) in enumerate(sources):
+        if source is None:
+            log.info("event %d: %s", i, why)
+            results.append({"event": i, "skipped": why})
+            continue
+        url = f"oss://{source['bucket']}/{source['key']}"
+        one = dataclasses.replace(ctx, request_id=f"{ctx.request_id}-{i}") if len(sources) > 1 else ctx
+        try:
+            target, came = _trigger_target(source, instance, storage, log)
+            job = parse_job({"source": source, "target": target})
+            triggers.check_allowed(job.target.bucket, job.target.prefix, instance.settings.allowed_targets)
+            log.info("event %d: building %s for %s (target from %s)", i, url, target, came)
+            result = _build_with_outcome(one, job, instance=instance, log=log)
+            results.append({"event": i, "source": url, **result})
+        except FcBuildError as exc:
+            secrets = (*instance.known_secrets(), *ctx.secrets())
+            results.append(
+                {"event": i, "source": url, "errorType": exc.error_type, "errorMessage": redact(str(exc), secrets)}
+            )
+            first_failure = first_failure or exc
+    if first_failure is not None:
+        raise type(first_failure)(json.dumps({"events": results}, ensure_ascii=False))
+    return {"requestId": ctx.request_id, "events": results}
+
+
+def _trigger_target(
+    source: Mapping[str, str], instance: Instance, storage: oss_io.OssClient, log: Any
+) -> tuple[str, str]:
+    """The target of an uploaded archive: its fcbuild.json's, else FCBUILD_TARGET's; and which."""
+    config = _archive_config(source, instance.settings, storage)
+    if config is not None and config.get("target"):
+        target = config["target"]
+        if not isinstance(target, str | dict):
+            raise InvalidSource(f"{triggers.CONFIG_FILE}: target: expected oss://bucket/prefix/ or an object")
+        return target if isinstance(target, str) else f"oss://{target.get('bucket')}/{target.get('prefix', '')}", (
+            triggers.CONFIG_FILE
+        )
+    if instance.settings.target_template:
+        return triggers.target_from_template(instance.settings.target_template, source["bucket"], source["key"]), (
+            "FCBUILD_TARGET"
+        )
+    raise InvalidRequest(
+        f"oss://{source['bucket']}/{source['key']}: no target: put one in the project's {triggers.CONFIG_FILE} "
+        '("target": "oss://bucket/prefix/") or set the function\'s FCBUILD_TARGET (e.g. oss://my-site/{name}/)'
+    )
+
+
+def _archive_config(source: Mapping[str, str], settings: PipelineSettings, storage: oss_io.OssClient) -> dict | None:
+    """fcbuild.json from an archive in OSS (at its root, or in its only top folder), without extracting it."""
+    os.makedirs(os.path.join(settings.workspace_root, "cache"), exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=os.path.join(settings.workspace_root, "cache")) as scratch:
+        archive = os.path.join(scratch, "source")
+        storage.download_file(source["bucket"], source["key"], archive, max_bytes=settings.max_archive_bytes)
+        data = read_archive_member(archive, triggers.CONFIG_FILE, triggers.MAX_CONFIG_BYTES)
+    return None if data is None else triggers.parse_config(data)
+
+
+def _build_with_outcome(ctx: FcContext, job: BuildJob, *, instance: Instance, log: Any) -> dict[str, Any]:
+    """One build with its status object, retry replay and notifications."""
     storage = oss_io.OssClient.for_request(ctx, instance.settings, log)
     bucket, key = job.target.bucket, status_key(job, ctx.request_id)
     if ctx.retry_count > 0 or ctx.invocation_type == "Async":
@@ -271,6 +351,7 @@ def _outcome(
 
 def _release_request(ctx: FcContext, req: ReleaseRequest, *, instance: Instance, log: Any) -> dict[str, Any]:
     """List a target's kept releases, or roll it back to one: no install, no build."""
+    triggers.check_allowed(req.target.bucket, req.target.prefix, instance.settings.allowed_targets)
     storage = oss_io.OssClient.for_request(ctx, instance.settings, log)
     target = deployer.Target(req.target.bucket, req.target.prefix)
     where = f"oss://{target.bucket}/{target.prefix}"
@@ -408,6 +489,7 @@ def _run_in_slot(
             with isolation:
                 _hand_over(paths, project, slot, instance, site)
         with steps.step("toolchain"):
+            job, config_came = _with_project_config(job, project)
             package_dir = _package_dir(project, job.root)
             package = read_package_json(package_dir)
             root_package = read_package_json(project) if package_dir != project else package
@@ -517,6 +599,7 @@ def _run_in_slot(
         "packageManager": pm.describe(),
         "node": {"version": node.version_text, "path": node.bin_dir},
         "outputDir": os.path.relpath(output, package_dir),
+        **({"config": config_came} if config_came else {}),
         **({"framework": _framework_doc(framework, job, command)} if framework is not None else {}),
         **({"root": job.root} if job.root else {}),
         "steps": steps.times,
@@ -555,6 +638,26 @@ def _keep_quietly(cache: BuildCache, *, to_oss: bool, log: Any) -> None:
         cache.keep(to_oss=to_oss)
     except OSError as exc:
         log.warning("dependency cache not kept: %s", exc)
+
+
+def _with_project_config(job: BuildJob, project: str) -> tuple[BuildJob, dict[str, list[str]]]:
+    """The project's fcbuild.json under the request: the request wins field by field. The file is
+    checked with the request's rules, and its errors name the file."""
+    path = os.path.join(project, triggers.CONFIG_FILE)
+    if not os.path.isfile(path) or os.path.islink(path):
+        return job, {}
+    with open(path, "rb") as f:
+        config = triggers.parse_config(f.read(triggers.MAX_CONFIG_BYTES + 1))
+    probe = {
+        "source": "oss://bucket-of-the-request/source.tar.gz",
+        "target": config.get("target") or "oss://bucket-of-the-request/",
+    }
+    try:
+        parse_job({**{k: v for k, v in config.items() if k != "target"}, **probe})
+    except InvalidRequest as exc:
+        raise InvalidSource(f"{triggers.CONFIG_FILE}: {exc}") from None
+    merged, came = triggers.merge_config(job.event, {k: v for k, v in config.items() if k != "target"})
+    return parse_job(merged), came
 
 
 def _framework_doc(framework: frameworks.Framework, job: BuildJob, command: tuple[str, ...]) -> dict[str, Any]:

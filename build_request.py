@@ -64,6 +64,7 @@ class BuildJob:
     keep_releases: int = 3  # earlier deploys whose objects stay until that many newer deploys
     cdn: CdnSpec | None = None
     notify: tuple[notify.Target, ...] = ()
+    event: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # the request as sent
 
     def secret_values(self) -> tuple[str, ...]:
         """Values of the request's secrets and notification credentials: written into no saved log."""
@@ -152,6 +153,7 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
         keep_releases=_bounded_int(deploy.get("keep_releases", 3), "deploy.keep_releases", 0, 100),
         cdn=_cdn(event.get("cdn"), "cdn"),
         notify=_notify(event.get("notify", []), "notify"),
+        event=dict(event),
     )
 
 

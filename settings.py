@@ -61,6 +61,8 @@ class PipelineSettings:
     queue_wait_s: int = 120  # how long a build waits for a slot before it is answered Busy
     build_uids: tuple[int, int] = (20000, 20063)  # first and last uid of the build users (when root)
     corepack_signatures: bool = True  # check npm's signatures of pnpm/yarn releases from the official registry
+    target_template: str = ""  # FCBUILD_TARGET: where an OSS trigger's archive deploys, without fcbuild.json
+    allowed_targets: tuple[str, ...] = ()  # FCBUILD_ALLOWED_TARGETS: where any build may deploy (empty: anywhere)
     # The environment as it was before the program started: the base of every child's
     # environment (filtered by CHILD_ENV_ALLOWLIST) and the source of the original PATH.
     launch_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
@@ -92,6 +94,8 @@ class PipelineSettings:
             cdn_endpoint=get("FCBUILD_CDN_ENDPOINT", "").rstrip("/"),
             max_builds=_positive(get, "FCBUILD_MAX_BUILDS", 1),
             corepack_signatures=get("FCBUILD_COREPACK_SIGNATURES", "1") not in ("0", "false", "no"),
+            target_template=get("FCBUILD_TARGET", ""),
+            allowed_targets=_allowed_targets(get("FCBUILD_ALLOWED_TARGETS", "")),
             queue_wait_s=_positive(get, "FCBUILD_QUEUE_WAIT_S", 120, minimum=0),
             build_uids=_uid_range(get("FCBUILD_BUILD_UIDS", ""), _positive(get, "FCBUILD_MAX_BUILDS", 1)),
             launch_env=MappingProxyType(launch_environment(environ, frozen=frozen)),
@@ -113,6 +117,12 @@ def launch_environment(environ: Mapping[str, str], *, frozen: bool) -> dict[str,
         else:
             env["LD_LIBRARY_PATH"] = original
     return env
+
+
+def _allowed_targets(raw: str) -> tuple[str, ...]:
+    from triggers import parse_allowed
+
+    return parse_allowed(raw)
 
 
 def _cache_bucket(raw: str) -> str:
