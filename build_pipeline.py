@@ -28,12 +28,13 @@ from typing import Any
 
 import deployer
 import frameworks
+import git_source
 import notify
 import oss_io
 import sandbox
 import triggers
 from archive import Limits, extract_archive, read_archive_member, safe_member_path
-from build_request import BuildJob, ReleaseRequest, is_release_request, parse_job, parse_release_request
+from build_request import BuildJob, GitSource, ReleaseRequest, is_release_request, parse_job, parse_release_request
 from build_runner import BuildLog, Containment, Runner
 from context import FcContext, redact
 from dep_cache import BuildCache, WarmCache, nested_trees
@@ -600,6 +601,7 @@ def _run_in_slot(
         "node": {"version": node.version_text, "path": node.bin_dir},
         "outputDir": os.path.relpath(output, package_dir),
         **({"config": config_came} if config_came else {}),
+        **({"commit": source_info["commit"]} if "commit" in source_info else {}),
         **({"framework": _framework_doc(framework, job, command)} if framework is not None else {}),
         **({"root": job.root} if job.root else {}),
         "steps": steps.times,
@@ -980,6 +982,21 @@ def _fetch_source(
 ) -> tuple[str, dict[str, Any]]:
     """The project, at `<workspace>/project` whatever the archive's top folder is called."""
     source = job.source
+    if isinstance(source, GitSource):
+        project = os.path.join(workspace, "project")
+        token = source.token or settings.git_token
+        secrets = (token,) if token else ()
+        commit = git_source.fetch(
+            source.repo,
+            source.ref,
+            project,
+            token=token,
+            submodules=source.submodules,
+            launch_env=settings.launch_env,
+            redact=lambda text: redact(text, secrets),
+            log=log,
+        )
+        return project, {"url": source.repo, "ref": source.ref, "commit": commit}
     dest = os.path.join(workspace, "extract")
     project = os.path.join(workspace, "project")
     limits = Limits(settings.max_archive_bytes, settings.max_archive_files)

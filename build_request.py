@@ -40,6 +40,21 @@ class OssLocation:
 
 
 @dataclass(frozen=True)
+class GitSource:
+    """`{"git": "https://host/org/repo.git", "ref": "main", "token"?, "submodules"?}`."""
+
+    repo: str
+    ref: str = "HEAD"
+    token: str = field(default="", repr=False)
+    submodules: bool = False
+    is_archive = False
+    bucket = ""
+
+    def url(self) -> str:
+        return f"{self.repo}#{self.ref}"
+
+
+@dataclass(frozen=True)
 class CdnSpec:
     domains: tuple[str, ...]
     scheme: str = "https"
@@ -48,7 +63,7 @@ class CdnSpec:
 
 @dataclass(frozen=True)
 class BuildJob:
-    source: OssLocation
+    source: OssLocation | GitSource
     target: OssLocation
     install: tuple[str, ...] | None = None  # argv; None: chosen from the lockfile
     command: tuple[str, ...] | None = None  # argv; None: `<package manager> run build`
@@ -71,6 +86,8 @@ class BuildJob:
         found = list(self.secrets.values())
         for target in self.notify:
             found.extend(target.secrets())
+        if isinstance(self.source, GitSource) and self.source.token:
+            found.append(self.source.token)
         return tuple(found)
 
 
@@ -110,9 +127,13 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
     """Validate a decoded invoke body into a BuildJob, or raise InvalidRequest naming the field."""
     _only(event, "", {"source", "target", "build", "deploy", "cdn", "notify"})
     _no_nul(event)
-    source = _location(_require(event, "source"), "source", want_object=True)
+    raw_source = _require(event, "source")
+    if isinstance(raw_source, dict) and "git" in raw_source:
+        source: OssLocation | GitSource = _git_source(raw_source)
+    else:
+        source = _location(raw_source, "source", want_object=True)
     target = _location(_require(event, "target"), "target", want_object=False)
-    if source.is_archive and not source.key.lower().endswith(ARCHIVE_SUFFIXES):
+    if isinstance(source, OssLocation) and source.is_archive and not source.key.lower().endswith(ARCHIVE_SUFFIXES):
         raise InvalidRequest(
             f"source.key: must end in {', '.join(ARCHIVE_SUFFIXES)} (or give source.prefix for a tree)"
         )
@@ -369,6 +390,25 @@ def valid_range(text: str) -> bool:
         if not parts or not all(_COMPARATOR_RE.match(p) for p in parts):
             return False
     return True
+
+
+def _git_source(value: Mapping[str, Any]) -> GitSource:
+    _only(value, "source.", {"git", "ref", "token", "submodules"})
+    repo = _line(value.get("git"), "source.git") or ""
+    if not re.match(r"^https?://[^\s/@]+/\S+$", repo) or len(repo) > 2048:
+        raise InvalidRequest(
+            "source.git: expected an http(s) repository URL without credentials in it (give source.token)"
+        )
+    ref = _line(value.get("ref", "HEAD"), "source.ref") or "HEAD"
+    if ref.startswith("-") or len(ref) > 250 or any(c in ref for c in " ~^:?*[\\"):
+        raise InvalidRequest(f"source.ref: {ref[:80]!r} is not a branch, tag or commit")
+    token = _optional_str(value.get("token"), "source.token") or ""
+    if token and len(token) < 6:
+        raise InvalidRequest("source.token: at least 6 characters (shorter ones cannot be redacted reliably)")
+    submodules = value.get("submodules", False)
+    if not isinstance(submodules, bool):
+        raise InvalidRequest("source.submodules: expected true or false")
+    return GitSource(repo, ref, token, submodules)
 
 
 def _package_root(value: Any) -> str | None:

@@ -354,7 +354,7 @@ class FcServer(ThreadingHTTPServer):
         self.config = config
         self.environ = environ  # the context's fallback: FC 3.0 passes the credentials only here
         self.known_secrets = known_secrets or KnownSecrets()
-        self.known_secrets.add(environ.get(name, "") for name in CREDENTIAL_VARS)
+        self.known_secrets.add(environ.get(name, "") for name in (*CREDENTIAL_VARS, "FCBUILD_GIT_TOKEN"))
         self.children = ChildProcesses()
         self._state = threading.Condition()
         self._active_requests = 0

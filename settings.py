@@ -61,6 +61,7 @@ class PipelineSettings:
     queue_wait_s: int = 120  # how long a build waits for a slot before it is answered Busy
     build_uids: tuple[int, int] = (20000, 20063)  # first and last uid of the build users (when root)
     corepack_signatures: bool = True  # check npm's signatures of pnpm/yarn releases from the official registry
+    git_token: str = field(default="", repr=False)  # FCBUILD_GIT_TOKEN: for git sources that name none
     target_template: str = ""  # FCBUILD_TARGET: where an OSS trigger's archive deploys, without fcbuild.json
     allowed_targets: tuple[str, ...] = ()  # FCBUILD_ALLOWED_TARGETS: where any build may deploy (empty: anywhere)
     # The environment as it was before the program started: the base of every child's
@@ -95,6 +96,7 @@ class PipelineSettings:
             max_builds=_positive(get, "FCBUILD_MAX_BUILDS", 1),
             corepack_signatures=get("FCBUILD_COREPACK_SIGNATURES", "1") not in ("0", "false", "no"),
             target_template=get("FCBUILD_TARGET", ""),
+            git_token=get("FCBUILD_GIT_TOKEN", ""),
             allowed_targets=_allowed_targets(get("FCBUILD_ALLOWED_TARGETS", "")),
             queue_wait_s=_positive(get, "FCBUILD_QUEUE_WAIT_S", 120, minimum=0),
             build_uids=_uid_range(get("FCBUILD_BUILD_UIDS", ""), _positive(get, "FCBUILD_MAX_BUILDS", 1)),
