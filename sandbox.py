@@ -298,13 +298,11 @@ def remove_files_of(uid: int, dirs: Sequence[str] = SHARED_TMP_DIRS, skip: Seque
         except OSError:
             continue
         for entry in entries:
-            if os.path.realpath(entry.path) in skipped:
-                continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if st.st_uid != uid:
+            if st.st_uid != uid or os.path.realpath(entry.path) in skipped:
                 continue
             try:
                 if stat.S_ISDIR(st.st_mode):
