@@ -68,43 +68,47 @@ def test_project_through_corepack_with_postinstall(oss, manager):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="builds run as their own users only under root, as on FC")
-def test_another_sites_build_cannot_change_the_package_manager_the_next_build_runs(oss):
-    """Site A's pnpm build installs pnpm; a hostile site's build then appends code to every file of
-    every package-manager release it can reach, and writes user-level configs; site B's pnpm build
-    runs the release as installed (verified), with none of that, and its rebuild is warm."""
+@pytest.mark.parametrize("manager", list(PROJECTS))
+def test_another_sites_build_cannot_change_the_package_manager_the_next_build_runs(oss, manager):
+    """Site A's build installs the package manager; a hostile site's build then appends code to every
+    file of every package-manager release it can reach, and writes user-level configs; site B's build
+    runs the release as installed (verified), with none of that, and its rebuild is warm (pnpm keeps
+    a node_modules; yarn's Plug'n'Play installs none: its own per-site cache serves the rebuild)."""
+    folder, version, _, _, second_hit = PROJECTS[manager]
     registry = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True, check=True)
     registry = registry.stdout.strip()
     src = raw(oss, "src")
-    src.put_object("pnpm.tar.gz", pack_tar(os.path.join(FIXTURES, "pnpm-site")))
+    src.put_object(f"{manager}.tar.gz", pack_tar(os.path.join(FIXTURES, folder)))
     src.put_object("hostile.tar.gz", pack_tar(os.path.join(FIXTURES, "hostile")))
     rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, **NO_SIGNATURES})
     try:
 
-        def pnpm_build(prefix):
+        def site_build(prefix):
             event = {
-                "source": "oss://src/pnpm.tar.gz",
-                "target": f"oss://site/{prefix}",
+                "source": f"oss://src/{manager}.tar.gz",
+                "target": f"oss://site/{manager}-{prefix}",
                 "build": {"registry": registry},
             }
             resp = rt.invoke(event, headers=CREDS, timeout=600)
             assert resp.status == 200, resp.body
             return resp.json()
 
-        assert pnpm_build("a/")["tools"]["installed"] == "pnpm@9.15.9"
+        assert site_build("a/")["tools"]["installed"] == f"{manager}@{version}"
         evidence = shared_dir()
         hostile = {
             "source": "oss://src/hostile.tar.gz",
-            "target": "oss://site/x/",
+            "target": f"oss://site/x-{manager}/",
             "build": {"env": {"ATTACK": "poison", "EVIDENCE": evidence}},
         }
         assert rt.invoke(hostile, headers=CREDS).status == 200
         with open(os.path.join(evidence, "report-build.json")) as f:
             poison = json.load(f)["poison"]
         assert poison["corepack"]["refused"] > 0 and poison["corepack"]["changed"] == 0
-        b = pnpm_build("b/")
-        assert b["tools"] == {"verified": "pnpm@9.15.9", "seconds": b["tools"]["seconds"]}
-        assert "POISONED" not in rt.output()
-        assert pnpm_build("b/")["cache"]["hit"] == "warm"
+        b = site_build("b/")
+        assert b["tools"] == {"verified": f"{manager}@{version}", "seconds": b["tools"]["seconds"]}
+        assert "POISONED" not in rt.output() and "127.0.0.1:9" not in rt.output()
+        again = site_build("b/")
+        assert again["cache"]["hit"] == second_hit and again["files"]["uploaded"] == 0
     finally:
         assert rt.stop() == 0
 
