@@ -36,6 +36,41 @@ CAUSE_RE = re.compile(
 CAUSE_LINES = 3
 
 
+# Failures with a known remedy: (a text in the output, what to do).
+HINTS = (
+    (
+        "ERR_OSSL_EVP_UNSUPPORTED",
+        "webpack 4 (vue-cli 4, create-react-app 4) hashes with MD4, which Node 17 and later refuse: set "
+        "build.env NODE_OPTIONS=--openssl-legacy-provider, or build with an older build.node_version such as 16",
+    ),
+    (
+        "ERR_PNPM_IGNORED_BUILDS",
+        "pnpm 10 and later run no dependency's build script unless the project allows it: list the packages in "
+        "package.json pnpm.onlyBuiltDependencies, or pin the pnpm that wrote the lockfile in packageManager",
+    ),
+    (
+        "allowScripts",
+        "npm 11 runs a dependency's install scripts only when package.json's allowScripts lists it",
+    ),
+    (
+        "getaddrinfo",
+        "the build tried to reach the network (fonts, APIs, a registry): give the function internet access, "
+        "or name a mirror in build.registry, or make the build work offline",
+    ),
+    (
+        "ETIMEDOUT",
+        "a network request of the build timed out: give the function internet access, or name a mirror in "
+        "build.registry",
+    ),
+)
+
+
+def failure_hint(lines: list[str]) -> str:
+    """What to do about the first known failure in the output, or ""."""
+    text = "\n".join(lines)
+    return next((hint for needle, hint in HINTS if needle in text), "")
+
+
 def first_cause(lines: list[str]) -> str:
     """The first lines of the output that name the failure's cause, or ""."""
     for i, line in enumerate(lines):
@@ -83,13 +118,17 @@ class BuildLog:
 
     def failure_text(self) -> str:
         """For an error message: the cause first (the first error lines of the step's output, which
-        a long stack trace after it would push out of the tail), then the last lines."""
+        a long stack trace after it would push out of the tail), what to do about a known failure,
+        then the last lines."""
         with self._lock:
-            cause = first_cause(list(self.step_lines))
+            lines = list(self.step_lines)
+            cause = first_cause(lines)
             tail = "\n".join(self.tail)
-        if cause and cause not in tail.splitlines()[0:1]:
-            return f"Cause:\n{cause}\nLast lines:\n{tail}"
-        return f"Last lines:\n{tail}"
+        hint = failure_hint(lines)
+        text = f"Cause:\n{cause}\n" if cause and cause not in tail.splitlines()[0:1] else ""
+        if hint:
+            text += f"Hint: {hint}\n"
+        return f"{text}Last lines:\n{tail}"
 
     def start_step(self) -> None:
         with self._lock:

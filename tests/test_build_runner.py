@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from build_runner import first_cause
+from build_runner import failure_hint, first_cause
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,22 @@ def test_the_cause_is_found_before_the_stack_trace(lines, cause):
 
 def test_no_cause_in_plain_output():
     assert first_cause(["compiling", "done in 3s"]) == ""
+
+
+@pytest.mark.parametrize(
+    "line,hint",
+    [
+        (
+            "Error: error:0308010C:digital envelope routines::unsupported  code: 'ERR_OSSL_EVP_UNSUPPORTED'",
+            "openssl-legacy-provider",
+        ),
+        (" ERR_PNPM_IGNORED_BUILDS  Ignored build scripts: esbuild", "onlyBuiltDependencies"),
+        (
+            "FetchError: request to https://fonts.example/css failed, reason: getaddrinfo ENOTFOUND fonts.example",
+            "internet access",
+        ),
+    ],
+)
+def test_known_failures_carry_a_hint(line, hint):
+    assert hint in failure_hint(["building...", line, "    at x (y.js:1:1)"])
+    assert failure_hint(["all good"]) == ""
