@@ -207,21 +207,7 @@ class Verifier:
         date = req.headers.get("x-oss-date") or req.headers.get("date", "")
         parsed = email.utils.parsedate_tz(date) if date else None
         self._check_time(email.utils.mktime_tz(parsed) if parsed else None)
-        oss_headers = sorted((k, v) for k, v in req.headers.items() if k.startswith("x-oss-"))
-        resource = f"/{req.bucket}/{req.key}" if req.bucket else "/"
-        subs = sorted((k, v) for k, v in req.query if k in V1_SUBRESOURCES)
-        if subs:
-            resource += "?" + "&".join(f"{k}={v}" if v else k for k, v in subs)
-        string_to_sign = (
-            "\n".join([req.method, req.headers.get("content-md5", ""), req.headers.get("content-type", ""), date, ""])
-            + "".join(f"{k}:{v}\n" for k, v in oss_headers)
-            + resource
-        )
-        expected = base64.b64encode(
-            hmac.new(account.access_key_secret.encode(), string_to_sign.encode(), hashlib.sha1).digest()
-        ).decode()
-        if not hmac.compare_digest(expected, signature):
-            raise _signature_mismatch(string_to_sign, signature, key_id)
+        self._check_v1(req, account, key_id, date, signature)
 
     def _verify_v1_url(self, req: Request, query: dict[str, str]) -> None:
         """A V1 presigned URL: OSSAccessKeyId, Expires and Signature in the query."""
@@ -231,15 +217,17 @@ class Verifier:
             raise OssError(403, "AccessDenied", "Invalid Expires in the presigned URL.")
         if int(expires) < self.now():
             raise OssError(403, "AccessDenied", "Request has expired.", "0002-00000069", Expires=expires)
+        self._check_v1(req, account, key_id, expires, signature)
+
+    def _check_v1(self, req: Request, account: Account, key_id: str, when: str, signature: str) -> None:
+        """The V1 signature, over the Date header's value or a presigned URL's Expires (`when`)."""
         oss_headers = sorted((k, v) for k, v in req.headers.items() if k.startswith("x-oss-"))
         resource = f"/{req.bucket}/{req.key}" if req.bucket else "/"
         subs = sorted((k, v) for k, v in req.query if k in V1_SUBRESOURCES)
         if subs:
             resource += "?" + "&".join(f"{k}={v}" if v else k for k, v in subs)
         string_to_sign = (
-            "\n".join(
-                [req.method, req.headers.get("content-md5", ""), req.headers.get("content-type", ""), expires, ""]
-            )
+            "\n".join([req.method, req.headers.get("content-md5", ""), req.headers.get("content-type", ""), when, ""])
             + "".join(f"{k}:{v}\n" for k, v in oss_headers)
             + resource
         )
