@@ -92,7 +92,8 @@ def safe_member_path(dest: str, name: str) -> str:
     return os.path.join(dest, *parts)
 
 
-def _inside(dest: str, path: str) -> bool:
+def inside(dest: str, path: str) -> bool:
+    """Whether `path`, resolved with all its links, is `dest` or lies under it."""
     root = os.path.realpath(dest)
     real = os.path.realpath(path)
     return real == root or real.startswith(root + os.sep)
@@ -109,7 +110,7 @@ def _check_link(dest: str, member_path: str, target: str, name: str) -> None:
 def _parent_ready(dest: str, path: str, name: str) -> None:
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    if not _inside(dest, parent):  # a folder made earlier through a link
+    if not inside(dest, parent):  # a folder made earlier through a link
         raise InvalidSource(f"source archive: {name!r} would be written through a link out of the project")
 
 
@@ -180,13 +181,13 @@ def _make_links(dest: str, links: list[tuple[str, str, bool, str]]) -> None:
         if symbolic:
             os.symlink(target, path)
         else:
-            if not os.path.isfile(target) or os.path.islink(target) or not _inside(dest, target):
+            if not os.path.isfile(target) or os.path.islink(target) or not inside(dest, target):
                 raise InvalidSource(f"source archive: hard link {name!r} does not name a file in the archive")
             os.link(target, path)
-        if symbolic and not _inside(dest, path):
+        if symbolic and not inside(dest, path):
             raise InvalidSource(f"source archive: link {name!r} -> {target!r} leads out of the project")
     for path, target, symbolic, name in links:
-        if symbolic and not _inside(dest, path):
+        if symbolic and not inside(dest, path):
             raise InvalidSource(f"source archive: link {name!r} -> {target!r} leads out of the project")
 
 

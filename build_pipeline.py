@@ -33,7 +33,7 @@ import notify
 import oss_io
 import sandbox
 import triggers
-from archive import Limits, extract_archive, read_archive_member, safe_member_path
+from archive import Limits, extract_archive, inside, read_archive_member, safe_member_path
 from build_request import BuildJob, GitSource, ReleaseRequest, is_release_request, parse_job, parse_release_request
 from build_runner import BuildLog, Containment, Runner
 from context import FcContext, redact
@@ -679,8 +679,7 @@ def _package_dir(project: str, root: str | None) -> str:
     if not root:
         return project
     folder = os.path.join(project, root)
-    real = os.path.realpath(folder)
-    if not (real == os.path.realpath(project) or real.startswith(os.path.realpath(project) + os.sep)):
+    if not inside(project, folder):
         raise InvalidSource(f"build.root {root!r} leads out of the project")
     if not os.path.isdir(folder):
         raise InvalidSource(f"build.root {root!r}: no such folder in the project")
@@ -732,10 +731,10 @@ def _output_dir(
     """The output folder, relative to the package, resolved with all its links: it must lie inside
     the project, and it must not hold fcbuild's own folder."""
     output = find_output_dir(package_dir, requested, framework, public_written)
-    real, root = os.path.realpath(output), os.path.realpath(project or package_dir)
-    if real != root and not real.startswith(root + os.sep):
+    if not inside(project or package_dir, output):
         raise BuildFailed(f"output_dir {os.path.relpath(output, project)!r} leads out of the project (through a link)")
-    if real == root and requested is None:
+    real = os.path.realpath(output)
+    if real == os.path.realpath(project or package_dir) and requested is None:
         raise BuildFailed("the output folder is the project itself")
     if os.path.lexists(os.path.join(real, META_DIR.rstrip("/"))):
         raise InvalidSource(f"the build output has a {META_DIR} folder, which fcbuild keeps for itself")

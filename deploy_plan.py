@@ -211,7 +211,7 @@ def plan_deploy(
         entry = upload.manifest_entry()
         before = previous.get(f.path)
         same = isinstance(before, Mapping) and all(before.get(k) == entry[k] for k in MANIFEST_FIELDS)
-        if same and live_etags is not None and not _live_matches(before, live_etags.get(f.path)):
+        if same and live_etags is not None and not live_matches(before, live_etags.get(f.path)):
             same = False
             repaired.append(f.path)
         if same:
@@ -232,7 +232,7 @@ def plan_deploy(
     return DeployPlan(tuple(new_assets), tuple(stable), tuple(skipped), manifest, tuple(repaired))
 
 
-def _live_matches(entry: Mapping[str, object], live_etag: str | None) -> bool:
+def live_matches(entry: Mapping[str, object], live_etag: str | None) -> bool:
     """Whether the object at a path is what the manifest recorded there."""
     if live_etag is None:
         return False

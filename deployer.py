@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import oss_io
-from deploy_plan import DeployPlan, Upload, plan_deploy, plan_retention
+from deploy_plan import DeployPlan, Retention, Upload, live_matches, plan_deploy, plan_retention
 from errors import FcBuildError, InvalidRequest, Superseded, UploadFailed
 
 META_DIR = ".fcbuild/"
@@ -270,14 +270,14 @@ def deploy(
             etags = _phase2(storage, target, output, plan, manifest, live, headers, lease, switch, log)
             lease.check()
             files_doc = _files_with_etags(plan, etags, claim.release)
-            _commit(storage, target, manifest, files_doc, claim, record, log)
+            retention = _commit(storage, target, manifest, files_doc, claim, record, log)
         except BaseException as exc:
             if not lease.lost:
                 report.restored = _restore(storage, target, switch, live, log)
             if isinstance(exc, FcBuildError):
                 raise _put_back(exc) from exc
             raise
-        report.deleted = _retention(storage, target, manifest, plan, claim, log)
+        report.deleted = _retention(storage, target, retention, log)
     finally:
         lease.release()
     report.new_assets = len(phase1)
@@ -424,13 +424,7 @@ def _switch_group(
         log.debug("phase 2: %s%s", u.path, " (keeping the live version)" if u.path in live else " (new)")
 
     def keep(upload: Upload) -> None:
-        kept = None
-        if upload.path in live:
-            writer = str((previous.get(upload.path) or {}).get("release") or live_release)
-            kept = store_key(target.prefix, writer, upload.path)
-            storage.copy_object(target.bucket, target.prefix + upload.path, kept, acl="private")
-            log.debug("kept %s as %s", upload.path, kept)
-        switch.add(upload.path, kept)
+        _keep_live(storage, target, upload.path, live, previous, live_release, switch, log)
 
     with concurrent.futures.ThreadPoolExecutor(COPY_CONCURRENCY, thread_name_prefix="oss-keep") as pool:
         list(pool.map(keep, group))
@@ -440,6 +434,27 @@ def _switch_group(
     ]
     done = storage.put_files(target.bucket, items)
     return {k[len(target.prefix) :]: v for k, v in done.items()}
+
+
+def _keep_live(
+    storage: oss_io.OssClient,
+    target: Target,
+    path: str,
+    live: Mapping[str, str],
+    previous: Mapping[str, Any],
+    live_release: str,
+    switch: _Switch,
+    log: Any,
+) -> None:
+    """Before a live path is replaced: its current version goes to the release store, under the
+    release that wrote it, and the switch records where (None: the path is new)."""
+    kept = None
+    if path in live:
+        writer = str((previous.get(path) or {}).get("release") or live_release)
+        kept = store_key(target.prefix, writer, path)
+        storage.copy_object(target.bucket, target.prefix + path, kept, acl="private")
+        log.debug("kept %s as %s", path, kept)
+    switch.add(path, kept)
 
 
 def _restore(storage: oss_io.OssClient, target: Target, switch: _Switch, before: Mapping[str, str], log: Any) -> int:
@@ -516,8 +531,9 @@ def _commit(
     claim: Claim,
     record: Mapping[str, Any],
     log: Any,
-) -> None:
-    """The manifest: the live release's files and provenance, and the kept releases newest first."""
+) -> Retention:
+    """The manifest: the live release's files and provenance, and the kept releases newest first.
+    Returns what retention decided (what fell out of the kept window)."""
     now = time.time()
     release = {
         **record,
@@ -549,18 +565,11 @@ def _commit(
     }
     storage.put_json(target.bucket, manifest_key(target.prefix), doc, private=True, compact=True)
     log.info("manifest written: release %s is live (%d files)", claim.release, len(files))
+    return retention
 
 
-def _retention(
-    storage: oss_io.OssClient,
-    target: Target,
-    manifest: Mapping[str, Any],
-    plan: DeployPlan,
-    claim: Claim,
-    log: Any,
-) -> int:
+def _retention(storage: oss_io.OssClient, target: Target, retention: Retention, log: Any) -> int:
     """After the commit: objects of releases that fell out of the window go, with their kept copies."""
-    retention = plan_retention(claim.release, "", plan.manifest, manifest.get("releases", []), target.keep_releases)
     keep_ids = {r.get("id") for r in retention.releases}
     stale_store = [
         o.key
@@ -641,9 +650,8 @@ def rollback(
         current_id = (manifest.get("release") or {}).get("id", "earlier")
         todo = []
         for path, entry in sorted(wanted.items()):
-            if live.get(path, "").strip('"').upper() == str(entry.get("etag") or entry.get("md5")).upper():
-                continue
-            todo.append((path, entry))
+            if not live_matches(entry, live.get(path)):
+                todo.append((path, entry))
         missing = [
             p for p, e in todo if e.get("cache_control") == "public, max-age=31536000, immutable" and p not in live
         ]
@@ -658,12 +666,7 @@ def rollback(
 
         def put_back(item: tuple[str, Mapping[str, Any]]) -> None:
             path, entry = item
-            kept = None
-            if path in live:
-                writer = str((current.get(path) or {}).get("release") or current_id)
-                kept = store_key(target.prefix, writer, path)
-                storage.copy_object(target.bucket, target.prefix + path, kept, acl="private")
-            switch.add(path, kept)
+            _keep_live(storage, target, path, live, current, current_id, switch, log)
             writer = str(entry.get("release") or chosen.get("id"))
             source = store_key(target.prefix, writer, path)
             storage.copy_object(target.bucket, source, target.prefix + path, acl="default")

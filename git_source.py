@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from errors import BuildTimeout, InvalidSource, NotAvailable, SourceNotFound
+from settings import CHILD_ENV_ALLOWLIST, CHILD_ENV_PREFIX_ALLOWLIST
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
 TIMEOUT_S = 600
@@ -38,13 +39,14 @@ def fetch(
     git = shutil.which("git", path=launch_env.get("PATH") or os.defpath)
     if git is None:
         raise NotAvailable("git sources need git on this instance (add it with a layer), or upload an archive")
+    # The same allowlist as a build's environment (locale, proxies, CA files), with PATH and the
+    # library path as they were before a frozen bootloader changed them.
     env = {
-        k: v for k, v in launch_env.items() if k in ("PATH", "LANG", "SSL_CERT_FILE", "SSL_CERT_DIR", "LD_LIBRARY_PATH")
+        k: v
+        for k, v in launch_env.items()
+        if k in (*CHILD_ENV_ALLOWLIST, "PATH", "LD_LIBRARY_PATH") or k.startswith(CHILD_ENV_PREFIX_ALLOWLIST)
     }
     env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "HOME": dest + ".home"})
-    for proxy in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
-        if proxy in launch_env:
-            env[proxy] = launch_env[proxy]
     if token:  # for the repository's own host only: never for a submodule's elsewhere
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
         origin = "/".join(url.split("/", 3)[:3]) + "/"
