@@ -62,6 +62,7 @@ from toolchain import (
     find_output_dir,
     node_requirement,
     parse_version,
+    plan_npm,
     read_package_json,
 )
 
@@ -502,9 +503,11 @@ def _run_in_slot(
                 not registry or registry.rstrip("/") == instance.official_registry(node.bin_dir)
             )
             if pm.via_corepack:
+                release = pm.release
                 pm, tools = instance.releases.ensure(
                     pm, node.bin_dir, settings.launch_env, registry, log, signatures=signatures
                 )
+                log.info("package manager %s %s runs (corepack, for %s)", pm.name, pm.version, release)
             env = child_env(
                 settings.launch_env,
                 node.bin_dir,
@@ -1052,16 +1055,33 @@ def _choose_toolchain(
                 version_files[name] = f.read(200)
     spec, spec_from = node_requirement(version_files, package, job.node_version)
     node = choose_node(find_node_installs(settings), spec, spec_from)
+    if pm.name == "npm":
+        lock_head = ""
+        if pm.lockfile:
+            with open(os.path.join(project, pm.lockfile), encoding="utf-8", errors="replace") as f:
+                lock_head = f.read(4096)
+        pm = plan_npm(pm, lock_head, node.version, bundled_npm_version(node.bin_dir))
     log.info(
         "package manager %s %s (lockfile %s); Node.js %s at %s%s",
         pm.name,
-        pm.version or "(default)",
+        pm.version or f"(corepack {pm.release or pm.name})",
         pm.lockfile or "none",
         node.version_text,
         node.bin_dir,
         f" for {spec!r} from {spec_from}" if spec else "",
     )
     return pm, node
+
+
+def bundled_npm_version(node_bin: str) -> str:
+    """The version of the npm that comes with the Node in `node_bin` (read, not run), or ""."""
+    cli = os.path.realpath(os.path.join(node_bin, "npm"))  # .../lib/node_modules/npm/bin/npm-cli.js
+    try:
+        with open(os.path.join(os.path.dirname(os.path.dirname(cli)), "package.json"), encoding="utf-8") as f:
+            version = json.load(f).get("version", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return version if isinstance(version, str) else ""
 
 
 def find_node_installs(settings: PipelineSettings) -> list[NodeInstall]:

@@ -39,7 +39,8 @@ class PackageManager:
 
     @property
     def via_corepack(self) -> bool:
-        return self.name in ("pnpm", "yarn")
+        """pnpm and yarn always; npm when pinned, or when the npm that comes with Node cannot read the lockfile."""
+        return self.name in ("pnpm", "yarn") or bool(self.release)
 
     def argv(self, *args: str) -> tuple[str, ...]:
         """A command of this package manager. pnpm and yarn run through corepack, which honours the
@@ -97,8 +98,6 @@ def detect_package_manager(
     lock = next(((f, pm) for f, pm in LOCKFILES if f in names), ("", ""))
     name = pinned_name or lock[1] or "npm"
     lockfile = lock[0] if lock[1] == name else ""
-    if name == "npm":
-        pinned_version = ""  # npm comes with the chosen Node
     berry = False
     if name == "yarn":
         if pinned_version:
@@ -124,6 +123,33 @@ def _major_for_lockfile(name: str, berry: bool, yarn_head: str, pnpm_head: str) 
         return "1"
     m = re.search(r"^\s+version:\s*(\d+)", yarn_head.partition("__metadata:")[2], re.M)
     return YARN_METADATA_MAJORS.get(m[1] if m else "", "4")
+
+
+# package-lock.json's lockfileVersion -> the oldest npm major that reads it (version 2 keeps version
+# 1's section for npm 6; version 3 is npm 7's format alone).
+NPM_LOCKFILE_MAJORS = {1: 5, 2: 6, 3: 7}
+# The newest npm major each Node line can run (npm's engines.node), newest first.
+NPM_MAJOR_FOR_NODE = (((18, 17, 0), 10), ((14, 17, 0), 9), ((12, 13, 0), 8), ((10, 0, 0), 7))
+
+
+def plan_npm(pm: PackageManager, lock_head: str, node: Version, bundled: str) -> PackageManager:
+    """The npm that runs: the one that comes with the chosen Node when it reads the lockfile (named
+    by its exact version), else the newest npm that Node can run, through corepack."""
+    if pm.name != "npm" or pm.version:  # a packageManager pin wins
+        return pm
+    m = re.search(r'"lockfileVersion"\s*:\s*(\d+)', lock_head) if pm.lockfile else None
+    lock_version = int(m[1]) if m else 0
+    need = NPM_LOCKFILE_MAJORS.get(lock_version, 7 if lock_version > 3 else 0)
+    have = parse_version(bundled)
+    if have and have[0] >= need:
+        return pm.resolved(bundled)
+    runnable = next((major for floor, major in NPM_MAJOR_FOR_NODE if node >= floor), 0)
+    if runnable < need:
+        raise InvalidSource(
+            f"source: {pm.lockfile} lockfileVersion {lock_version} needs npm {need} or newer, which Node.js "
+            f"v{'.'.join(map(str, node))} cannot run: ask for a newer build.node_version"
+        )
+    return dataclasses.replace(pm, version="", release=f"npm@{runnable}")
 
 
 def build_argv(pm: PackageManager, package: Mapping, framework: Framework | None = None) -> tuple[str, ...]:

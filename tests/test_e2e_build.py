@@ -26,6 +26,8 @@ CREDS = {
     "x-fc-access-key-secret": STS.access_key_secret,
     "x-fc-security-token": STS.security_token,
 }
+# The npm that comes with the PATH's Node: fcbuild names its exact version in the result.
+NPM_VERSION = subprocess.run(["npm", "--version"], capture_output=True, text=True, check=True).stdout.strip()
 ENV_SECRET = "env-only-SECRET-8c7b6a"
 ENV_TOKEN = "env-only-TOKEN-5d4e3f"
 
@@ -95,7 +97,7 @@ def test_build_and_deploy(oss, runtime):
     result = resp.json()
     assert result["requestId"] == "deploy-1"
     assert result["status"] == "succeeded"
-    assert result["packageManager"] == {"name": "npm", "version": "default", "lockfile": "package-lock.json"}
+    assert result["packageManager"] == {"name": "npm", "version": NPM_VERSION, "lockfile": "package-lock.json"}
     assert result["node"]["version"].startswith("v")
     assert result["outputDir"] == "dist"
     assert set(result["steps"]) == {"workspace", "source", "toolchain", "cache", "install", "build", "deploy"}

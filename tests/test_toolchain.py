@@ -8,12 +8,14 @@ from errors import BuildFailed, InvalidSource, NotAvailable
 from toolchain import (
     BuildPaths,
     NodeInstall,
+    PackageManager,
     build_argv,
     child_env,
     choose_node,
     detect_package_manager,
     find_output_dir,
     node_requirement,
+    plan_npm,
     satisfies,
 )
 
@@ -57,7 +59,7 @@ from toolchain import (
             ["package-lock.json"],
             {"packageManager": "npm@10.2.0"},
             "",
-            ("npm", "", "package-lock.json", False, ("npm", "ci")),
+            ("npm", "10.2.0", "package-lock.json", False, ("corepack", "npm@10.2.0", "ci")),
         ),
     ],
 )
@@ -227,3 +229,31 @@ def test_node_version_forms(spec, expected):
 
 def test_lts_means_an_even_major():
     assert satisfies((20, 1, 0), "lts/*") and not satisfies((21, 0, 0), "lts/*")
+
+
+@pytest.mark.parametrize(
+    "lock,node,bundled,version,release",
+    [
+        ('{"lockfileVersion": 3}', (20, 11, 0), "10.2.4", "10.2.4", ""),  # Node's own npm reads it
+        ('{"lockfileVersion": 1}', (14, 21, 3), "6.14.18", "6.14.18", ""),
+        ('{"lockfileVersion": 2}', (14, 21, 3), "6.14.18", "6.14.18", ""),  # v2 keeps v1's section
+        ('{"lockfileVersion": 3}', (14, 21, 3), "6.14.18", "", "npm@9"),  # npm 6 cannot: corepack's npm 9
+        ('{"lockfileVersion": 3}', (18, 20, 0), "", "", "npm@10"),  # no bundled npm found
+        ('{"lockfileVersion": 4}', (20, 11, 0), "10.2.4", "10.2.4", ""),
+    ],
+)
+def test_npm_that_reads_the_lockfile(lock, node, bundled, version, release):
+    pm = plan_npm(PackageManager("npm", lockfile="package-lock.json"), lock, node, bundled)
+    assert (pm.version, pm.release, pm.via_corepack) == (version, release, bool(release))
+    if release:
+        assert pm.resolved("9.9.4").argv("ci") == ("corepack", "npm@9.9.4", "ci")
+
+
+def test_npm_without_a_lockfile_is_the_one_node_brings():
+    pm = plan_npm(PackageManager("npm"), "", (20, 11, 0), "10.2.4")
+    assert (pm.version, pm.via_corepack, pm.install_argv()) == ("10.2.4", False, ("npm", "install"))
+
+
+def test_a_lockfile_no_npm_for_that_node_can_read_is_a_clear_error():
+    with pytest.raises(InvalidSource, match=r"lockfileVersion 3 needs npm 7 or newer.*build.node_version"):
+        plan_npm(PackageManager("npm", lockfile="package-lock.json"), '{"lockfileVersion": 3}', (8, 17, 0), "5.6.0")
