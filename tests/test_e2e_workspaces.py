@@ -1,6 +1,7 @@
 """Monorepos: one package of a workspace built through the real fcbuild process. An npm workspace
-(offline: its only dependency is a sibling package) and a pnpm workspace (`workspace:*`, pnpm pinned
-through corepack, so it needs the registry for pnpm itself)."""
+(offline: its only dependency is a sibling package), a pnpm workspace (`workspace:*`, pnpm pinned
+through corepack, so it needs the registry for pnpm itself) and a yarn 4 workspace with the
+node-modules linker and a registry dependency."""
 
 from __future__ import annotations
 
@@ -52,7 +53,14 @@ def registry():
     ).stdout.strip()
 
 
-@pytest.mark.parametrize("fixture", ["npm-workspace", "pnpm-workspace"])
+BUILD_COMMANDS = {
+    "npm-workspace": "npm run build",
+    "pnpm-workspace": "corepack pnpm@9.15.9 run build",
+    "yarn-workspace": "corepack yarn@4.5.3 run build",
+}
+
+
+@pytest.mark.parametrize("fixture", list(BUILD_COMMANDS))
 def test_one_package_of_a_workspace_builds_with_its_siblings_and_its_rebuild_is_warm(oss, runtime, fixture):
     upload(oss, f"{fixture}.tar.gz", os.path.join(FIXTURES, fixture))
     event = {
@@ -68,7 +76,7 @@ def test_one_package_of_a_workspace_builds_with_its_siblings_and_its_rebuild_is_
     assert b'<h1 class="ui-banner">from the workspace</h1>' in site(oss, f"{fixture}/index.html")
     again = runtime.invoke(event, headers=CREDS, timeout=600).json()
     assert again["cache"]["hit"] == "warm" and again["files"]["uploaded"] == 0, again
-    assert f"[build] $ {'npm' if fixture.startswith('npm') else 'corepack pnpm@9.15.9'} run build" in runtime.output()
+    assert f"[build] $ {BUILD_COMMANDS[fixture]}" in runtime.output()
 
 
 def test_a_command_can_run_from_the_workspace_root(oss, runtime):
