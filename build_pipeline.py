@@ -46,7 +46,6 @@ from errors import (
     FcBuildError,
     InvalidRequest,
     InvalidSource,
-    NotAvailable,
     SourceNotFound,
 )
 from settings import PipelineSettings
@@ -69,30 +68,6 @@ from toolchain import (
 logger = logging.getLogger(__name__)
 META_DIR = ".fcbuild/"  # under the target prefix: the manifest and build logs of this site
 RETRY_POLL_S = 2.0  # how often a retry looks at its earlier attempt's status
-
-
-def prepare_instance(settings: PipelineSettings, *, log: Any = logger) -> None:
-    """Once per instance: the workspace root and the shared caches exist."""
-    _ensure_root(settings)
-    log.info("workspace root %s ready", settings.workspace_root)
-
-
-def _ensure_root(settings: PipelineSettings) -> None:
-    """The workspace root: builds may pass through it (0711) but list nothing; `cache/` is the
-    runtime's alone (0700); `tools/` (package-manager releases) is readable, not writable."""
-    root = settings.workspace_root
-    for sub, mode in (("", 0o711), ("ws", 0o711), ("cache", 0o700), ("tools", 0o755)):
-        path = os.path.join(root, sub) if sub else root
-        os.makedirs(path, exist_ok=True)
-        if os.stat(path).st_uid == os.geteuid():
-            os.chmod(path, mode)
-    if sandbox.is_root():
-        closed = sandbox.closed_ancestor(root)
-        if closed:
-            raise NotAvailable(
-                f"FCBUILD_WORKSPACE_ROOT {root} cannot be reached by the build users: {closed} is closed to "
-                "others (mode o-x); choose a folder under /tmp"
-            )
 
 
 def build_uids(settings: PipelineSettings) -> list[int] | None:
@@ -122,7 +97,7 @@ class Instance:
         self._lock = threading.Lock()
         self._targets: dict[tuple[str, str], threading.Lock] = {}
         self._background: list[threading.Thread] = []
-        _ensure_root(settings)
+        sandbox.ensure_root(settings.workspace_root)
         uids = build_uids(settings)
         if uids is not None:
             for problem in sandbox.ensure_accounts(uids):
@@ -751,7 +726,7 @@ def _make_workspace(settings: PipelineSettings, site: str) -> BuildPaths:
     """The target's workspace, at the same path for every build of the target (bundlers that embed
     absolute paths then name files alike): root-owned, passable but not listable by builds."""
     root = settings.workspace_root
-    _ensure_root(settings)  # an invoke may come without /initialize
+    sandbox.ensure_root(settings.workspace_root)  # an invoke may come without /initialize
     free_mb = shutil.disk_usage(root).free // 2**20
     if free_mb < settings.min_free_mb:
         raise DiskFull(f"{root}: {free_mb} MB free, {settings.min_free_mb} MB needed (raise the function's disk size)")

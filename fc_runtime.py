@@ -44,6 +44,7 @@ MAX_SYNC_BODY = 32 * 1024 * 1024  # FC's synchronous invocation payload limit
 MAX_DRAIN = 4 * MAX_SYNC_BODY  # read and discard up to this much of a refused body to keep the connection usable
 MAX_JSON_DEPTH = 32  # a build request is 4 levels deep; anything far deeper is not one
 MAX_JSON_NUMBER_CHARS = 32  # no field of a build request needs a longer number
+WARM_UP_WAIT_S = 0.2  # the warm-up import starts after the first answer, or this long after the port opened
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -370,6 +371,7 @@ class FcServer(ThreadingHTTPServer):
         self._closed = False
         self._signalled_at = 0.0
         self._stopped_by_hook = False
+        self._first_answer = threading.Event()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -511,19 +513,28 @@ class FcServer(ThreadingHTTPServer):
         if self.config.warm_import:
             threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
 
+    def answered(self) -> None:
+        """A request was answered: the warm-up may take the interpreter now."""
+        self._first_answer.set()
+
     def _warm_up(self) -> None:
+        # The import holds the interpreter lock for tens of milliseconds at a time: it waits until
+        # the first request (FC's /initialize or /invoke, or a health check) has been answered.
+        self._first_answer.wait(WARM_UP_WAIT_S)
         try:
             self.pipeline()
         except Exception:
             logger.exception("warm-up import failed; the first invocation will report it")
 
     def initialize(self, log: RequestLog) -> dict[str, Any]:
-        """Prepare the instance once: imports and the workspace root. Idempotent."""
+        """Prepare the instance once: the workspace root, checked. Idempotent. The pipeline's import
+        goes on in the background (the warm-up): FC's cold start waits for this answer."""
         with self._init_lock:
             if self._initialized:
                 return {"initialized": True, "already": True}
-            pipeline = self.pipeline()
-            pipeline.prepare_instance(self.config.pipeline, log=log)
+            root = self.config.pipeline.workspace_root
+            sandbox.ensure_root(root)
+            log.info("workspace root %s ready", root)
             self._initialized = True
         return {"initialized": True, "already": False}
 
@@ -724,6 +735,7 @@ class FcRequestHandler(BaseHTTPRequestHandler):
         if self.close_connection:
             lines.append("Connection: close")
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        self.server.answered()
         self.log_request(status, len(body))
 
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from errors import Busy
+from errors import Busy, NotAvailable
 
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
@@ -51,6 +51,23 @@ def harden_process() -> list[str]:
     except (OSError, AttributeError, ImportError) as exc:
         problems.append(f"prctl unavailable: {exc}")
     return problems
+
+
+def ensure_root(root: str) -> None:
+    """The workspace root: builds may pass through it (0711) but list nothing; `cache/` is the
+    runtime's alone (0700); `tools/` (package-manager releases) is readable, not writable."""
+    for sub, mode in (("", 0o711), ("ws", 0o711), ("cache", 0o700), ("tools", 0o755)):
+        path = os.path.join(root, sub) if sub else root
+        os.makedirs(path, exist_ok=True)
+        if os.stat(path).st_uid == os.geteuid():
+            os.chmod(path, mode)
+    if is_root():
+        closed = closed_ancestor(root)
+        if closed:
+            raise NotAvailable(
+                f"FCBUILD_WORKSPACE_ROOT {root} cannot be reached by the build users: {closed} is closed to "
+                "others (mode o-x); choose a folder under /tmp"
+            )
 
 
 def is_root() -> bool:

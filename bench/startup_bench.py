@@ -24,7 +24,8 @@ BUILD_VENV = os.path.join(ROOT, os.environ.get("BUILD_VENV", ".venv-build"))
 FLOOR_BIN = os.path.join(ROOT, "build", "floor", "floor")
 
 
-def start_to_first_answer(argv: list[str], runs: int) -> list[float]:
+def start_to_first_answer(argv: list[str], runs: int, method: str = "GET", path: str = "/health") -> list[tuple]:
+    """(exec -> port accepts a connection, exec -> first answer to `method path`) for each start."""
     times = []
     for _ in range(runs):
         with socket.socket() as s:
@@ -39,7 +40,9 @@ def start_to_first_answer(argv: list[str], runs: int) -> list[float]:
         while True:
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/health")
+                conn.connect()
+                opened = time.perf_counter() - started
+                conn.request(method, path, body=b"" if method == "POST" else None)
                 conn.getresponse().read()
                 conn.close()
                 break
@@ -47,7 +50,7 @@ def start_to_first_answer(argv: list[str], runs: int) -> list[float]:
                 if proc.poll() is not None:
                     raise RuntimeError(f"{argv} exited with {proc.returncode}") from None
                 time.sleep(0.001)
-        times.append(time.perf_counter() - started)
+        times.append((opened, time.perf_counter() - started))
         proc.terminate()
         try:
             proc.wait(timeout=10)
@@ -56,6 +59,10 @@ def start_to_first_answer(argv: list[str], runs: int) -> list[float]:
             proc.kill()
             raise
     return times
+
+
+def ms(values) -> str:  # type: ignore[no-untyped-def]
+    return f"{statistics.median(values) * 1000:5.0f} ms"
 
 
 def build_floor() -> None:
@@ -93,12 +100,19 @@ def main() -> int:
         ("dist/bootstrap", [bootstrap]),
         ("frozen floor_server (same route)", [FLOOR_BIN]),
     ]
-    print(f"exec to the first answered request, median of {args.starts} starts (min-max):")
+    print(f"exec to the first answered request, median of {args.starts} starts:")
+    answers = {}
     for name, argv in targets:
         times = start_to_first_answer(argv, args.starts)
-        print(
-            f"  {name:34s} {statistics.median(times) * 1000:5.0f} ms  ({min(times) * 1000:.0f}-{max(times) * 1000:.0f})"
-        )
+        answers[name] = statistics.median(t for _, t in times)
+        print(f"  {name:34s} {ms([t for _, t in times])}")
+    print(f"  dist/bootstrap / frozen floor: {answers['dist/bootstrap'] / answers[targets[3][0]]:.2f}x")
+    times = start_to_first_answer([bootstrap], args.starts, "POST", "/initialize")
+    opened, initialized = [t for t, _ in times], [t for _, t in times]
+    print("dist/bootstrap, exec to FC's first lifecycle call (POST /initialize):")
+    print(f"  port accepts a connection          {ms(opened)}")
+    print(f"  /initialize answered               {ms(initialized)}")
+    print(f"  answered after the port opened     {ms([i - o for o, i in times])}")
     for name, path in (("dist/bootstrap", bootstrap), ("frozen floor", FLOOR_BIN)):
         print(f"  size of {name}: {os.path.getsize(path) / 2**20:.1f} MiB")
     return 0
