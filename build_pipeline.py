@@ -456,6 +456,8 @@ def _run_in_slot(
         oss_location=_cache_location(job, instance.settings),
         site=f"{site}:{job.root}" if job.root else site,  # one workspace package's trees
         log=log,
+        run_as=(slot.uid, slot.gid) if slot.isolated and slot.uid is not None and slot.gid is not None else None,
+        launch_env=instance.settings.launch_env,
     )
     tools: dict[str, Any] = {}
     isolation = _Timer()

@@ -17,25 +17,32 @@ A corrupt, partial or foreign entry is ignored (and replaced), never fatal.
 
 from __future__ import annotations
 
+import concurrent.futures
+import gzip
 import hashlib
 import json
 import os
 import platform
 import shutil
+import subprocess
 import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from archive import Limits, extract_archive
 from errors import FcBuildError, SourceNotFound
 from toolchain import NodeInstall, PackageManager
 
 MARKER = ".fcbuild-cache.json"  # inside every packed entry: the key it was made for
-FORMAT = "fcbuild-deps-v2"
+FORMAT = "fcbuild-deps-v3"
+SHARD_BYTES = 16 * 1024**2  # about this much of the tree per shard, up to MAX_SHARDS
+MAX_SHARDS = 8
+SHARDS_META = "fcbuild-shards"  # the object's x-oss-meta-fcbuild-shards: each shard's offset
+UNPACK_CHUNK = 1 << 20  # at most this much unpacked per step, whatever a shard's compression ratio
 NESTED = "nested"  # in an entry: <relative folder>/node_modules of each workspace package
 MAX_NESTED_DEPTH = 4
 
@@ -202,25 +209,78 @@ class WarmCache:
         return True
 
 
-def pack(entry: str, key: str, dest: str) -> None:
+def pack(entry: str, key: str, dest: str) -> list[int]:
     """Write an entry (its node_modules, and those of a workspace's packages) and the key marker as
-    a .tar.gz."""
+    shards: gzip members one after the other in `dest`, each a tar of whole packages, of about equal
+    size, so that a restore fetches and unpacks them side by side. Returns each shard's offset."""
     try:
         with open(os.path.join(entry, "meta.json"), encoding="utf-8") as f:
             rels = list(json.load(f).get("nested", []))
     except (OSError, ValueError):
         rels = []
+    units = _pack_units(entry, rels)
+    total = sum(size for _, _, size in units)
+    count = max(1, min(MAX_SHARDS, total // SHARD_BYTES))
+    shards: list[list[tuple[str, str]]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for arcname, path, size in sorted(units, key=lambda u: -u[2]):  # largest first, to the lightest shard
+        lightest = loads.index(min(loads))
+        shards[lightest].append((arcname, path))
+        loads[lightest] += size
     marker = f"{dest}.marker.json"
     with open(marker, "w", encoding="utf-8") as f:
         json.dump({"format": FORMAT, "key": key, "nested": rels}, f)
+    offsets = []
     try:
-        with tarfile.open(dest, "w:gz", compresslevel=1) as tar:
-            tar.add(marker, arcname=MARKER)
-            tar.add(os.path.join(entry, "node_modules"), arcname="node_modules")
-            if rels:
-                tar.add(os.path.join(entry, NESTED), arcname=NESTED)
+        with open(dest, "wb") as out:
+            for index, shard in enumerate(shards):
+                offsets.append(out.tell())
+                with (
+                    gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz,
+                    tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+                ):
+                    if index == 0:
+                        tar.add(marker, arcname=MARKER)
+                    for arcname, path in sorted(shard):
+                        tar.add(path, arcname=arcname)
     finally:
         os.unlink(marker)
+    return offsets
+
+
+def _pack_units(entry: str, rels: list[str]) -> list[tuple[str, str, int]]:
+    """(name in the archive, path, bytes) of each package of the entry's trees: the units shards are
+    made of (a scope such as @babel counts each of its packages)."""
+    units = []
+    roots = [("node_modules", os.path.join(entry, "node_modules"))]
+    roots += [(f"{NESTED}/{rel}/node_modules", os.path.join(entry, NESTED, rel, "node_modules")) for rel in rels]
+    for arc_root, root in roots:
+        if not os.path.isdir(root):
+            continue
+        for item in sorted(os.scandir(root), key=lambda e: e.name):
+            children = [item]
+            if item.name.startswith("@") and item.is_dir(follow_symlinks=False):
+                children = sorted(os.scandir(item.path), key=lambda e: e.name)
+                if not children:
+                    children = [item]
+            for child in children:
+                arcname = f"{arc_root}/{os.path.relpath(child.path, root)}"
+                size = _tree_bytes(child.path) if child.is_dir(follow_symlinks=False) else 512
+                units.append((arcname, child.path, size))
+    return units
+
+
+def _shard_offsets(text: str, size: int) -> list[int] | None:
+    """The shard offsets an entry's metadata names, if they make sense for an object of `size`."""
+    try:
+        offsets = [int(part) for part in text.split(",")]
+    except ValueError:
+        return None
+    if not offsets or offsets[0] != 0 or len(offsets) > MAX_SHARDS:
+        return None
+    if any(b <= a for a, b in zip(offsets, offsets[1:], strict=False)) or offsets[-1] >= size:
+        return None
+    return offsets
 
 
 class BuildCache:
@@ -237,12 +297,16 @@ class BuildCache:
         oss_location: tuple[str, str],
         site: str,
         log: Any,
+        run_as: tuple[int, int] | None = None,
+        launch_env: Mapping[str, str] | None = None,
     ) -> None:
         """`storage` is the request's oss_io.OssClient; `oss_location` the (bucket, prefix) of packed trees."""
         self.settings, self.warm_cache, self.in_background, self.storage = settings, warm_cache, in_background, storage
         self.workspace, self.log = workspace, log
         self.oss_bucket, self.oss_prefix = oss_location
         self.site = site
+        self.run_as = run_as  # (uid, gid) that unpacks an entry from OSS: the build's user
+        self.launch_env = launch_env or {}
         self.project = ""
         self.outcome = CacheOutcome()
         self.installed = False
@@ -275,20 +339,14 @@ class BuildCache:
 
     def _restore_from_oss(self) -> str:
         bucket, key = self._oss_location()
-        archive = os.path.join(self.workspace, "deps.tar.gz")
-        settings = self.settings
         try:
-            self.storage.download_file(bucket, key, archive, max_bytes=settings.max_archive_bytes)
+            head = self.storage.head(bucket, key)
         except SourceNotFound:
             return "miss"
         except FcBuildError as exc:
             self.log.warning("dependency cache oss://%s/%s not read: %s", bucket, key, exc)
             return "miss"
-        limits = Limits(settings.max_archive_bytes, settings.max_archive_files)
-        why = restore_from_archive(
-            archive, os.path.join(self.workspace, "deps"), self.outcome.key, self.project, limits
-        )
-        os.unlink(archive)
+        why = self._unpack(bucket, key, head)
         if why:
             self.log.warning("dependency cache oss://%s/%s ignored and to be replaced: %s", bucket, key, why)
             self.outcome.note = f"OSS entry ignored: {why}"
@@ -296,6 +354,99 @@ class BuildCache:
             shutil.rmtree(os.path.join(self.project, "node_modules"), ignore_errors=True)
             return "miss"
         return "oss"
+
+    def _unpack(self, bucket: str, key: str, head: Any) -> str:
+        """Fetch the entry's shards side by side (a ranged GET each) and unpack each as it arrives
+        with the system's tar, run as the build's user, in a folder of the project. Returns "" when
+        the trees are in place, else why the entry was ignored."""
+        offsets = _shard_offsets(head.meta.get(SHARDS_META, ""), head.size)
+        if offsets is None:
+            return "no shard index (an entry of another format)"
+        tar = shutil.which("tar", path=self.launch_env.get("PATH") or "/usr/bin:/bin")
+        if not tar:
+            return "no tar on this instance's PATH"
+        scratch = os.path.join(self.project, f".fcbuild-deps-{uuid.uuid4().hex[:12]}")
+        os.mkdir(scratch, 0o700)
+        if self.run_as is not None:
+            os.chown(scratch, *self.run_as)
+        budget = _Budget(self.settings.max_archive_bytes)
+        ends = [*offsets[1:], head.size]
+        try:
+            with concurrent.futures.ThreadPoolExecutor(len(offsets), thread_name_prefix="deps-shard") as pool:
+                futures = [
+                    pool.submit(self._unpack_shard, tar, scratch, bucket, key, head.etag, start, end, budget)
+                    for start, end in zip(offsets, ends, strict=True)
+                ]
+                failures = [f.exception() for f in futures if f.exception() is not None]
+            if failures:
+                budget.stop()
+                exc = failures[0]
+                return f"unreadable ({exc})" if isinstance(exc, FcBuildError) else f"unreadable ({exc!r})"
+            with open(os.path.join(scratch, MARKER), encoding="utf-8") as f:
+                marker = json.load(f)
+            if marker.get("format") != FORMAT or marker.get("key") != self.outcome.key:
+                return "the entry was made for another key"
+            tree = os.path.join(scratch, "node_modules")
+            if not os.path.isdir(tree) or os.path.islink(tree):
+                return "the entry has no node_modules"
+            _move_trees(scratch, self.project, [r for r in marker.get("nested", []) if isinstance(r, str)])
+            return ""
+        except (OSError, ValueError) as exc:
+            return f"unreadable ({type(exc).__name__}: {exc})"
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _unpack_shard(
+        self, tar: str, scratch: str, bucket: str, key: str, etag: str, start: int, end: int, budget: _Budget
+    ) -> None:
+        """One shard: bytes [start, end) of the object, a gzip member holding a tar, streamed through
+        zlib (which checks the member's CRC-32 and length) into `tar -x`."""
+        env = {"PATH": self.launch_env.get("PATH") or "/usr/bin:/bin", "LC_ALL": "C"}
+        if self.launch_env.get("LD_LIBRARY_PATH"):
+            env["LD_LIBRARY_PATH"] = self.launch_env["LD_LIBRARY_PATH"]
+        identity: dict[str, Any] = {}
+        if self.run_as is not None:
+            identity = {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []}
+        proc = subprocess.Popen(
+            [tar, "-x", "-f", "-", "--no-same-owner", "--no-same-permissions", "-C", scratch],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=scratch,
+            umask=0o022,
+            **identity,
+        )
+        unzip = zlib.decompressobj(wbits=31)  # one gzip member
+
+        def feed(data: bytes) -> None:
+            while data:
+                out = unzip.decompress(data, UNPACK_CHUNK)
+                budget.take(len(out))
+                proc.stdin.write(out)  # type: ignore[union-attr]
+                data = unzip.unconsumed_tail
+                if unzip.eof and (data or unzip.unused_data):
+                    raise FcBuildError("a shard has bytes after its gzip member")
+
+        try:
+            self.storage.read_range(bucket, key, start, end, etag, feed)
+            if not unzip.eof:
+                raise FcBuildError(f"the shard at {start} ends before its gzip member does")
+            proc.stdin.close()  # type: ignore[union-attr]
+            error = proc.stderr.read().decode("utf-8", "replace").strip()  # type: ignore[union-attr]
+            if proc.wait() != 0:
+                raise FcBuildError(f"tar: {error[-500:] or f'exit {proc.returncode}'}")
+        except BaseException:
+            budget.stop()  # the other shards give up at their next chunk
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            for stream in (proc.stdin, proc.stderr):
+                try:
+                    stream.close()  # type: ignore[union-attr]
+                except OSError:
+                    pass
 
     def keep(self, *, to_oss: bool) -> None:
         """After the build: the installed tree goes back to the warm cache (a rename), and, after a
@@ -337,8 +488,15 @@ class BuildCache:
                 _lower_thread_priority()  # packing must not slow the next build on the same instance
                 started = time.monotonic()
                 packed = os.path.join(staging, "deps.tar.gz")
-                pack(snapshot, key, packed)
-                size = self.storage.put_file(bucket, oss_key, packed, content_type="application/gzip", private=True)
+                offsets = pack(snapshot, key, packed)
+                size = self.storage.put_file(
+                    bucket,
+                    oss_key,
+                    packed,
+                    content_type="application/gzip",
+                    private=True,
+                    meta={SHARDS_META: ",".join(map(str, offsets))},
+                )
                 self.log.info(
                     "dependency cache saved to oss://%s/%s (%.1f MiB in %.1fs)",
                     bucket,
@@ -383,27 +541,23 @@ def _lower_thread_priority() -> None:
         pass
 
 
-def restore_from_archive(archive: str, scratch: str, key: str, project: str, limits: Limits) -> str:
-    """Extract a packed entry into `scratch` and move its node_modules into `project`.
-    Returns "" on success, else why the entry was ignored."""
-    try:
-        root = extract_archive(archive, scratch, limits)
-        with open(os.path.join(root, MARKER), encoding="utf-8") as f:
-            marker = json.load(f)
-        if marker.get("format") != FORMAT or marker.get("key") != key:
-            return "the entry was made for another key"
-        tree = os.path.join(root, "node_modules")
-        if not os.path.isdir(tree) or os.path.islink(tree):
-            return "the entry has no node_modules"
-        rels = [r for r in marker.get("nested", []) if isinstance(r, str)]
-        _move_trees(root, project, rels)
-        return ""
-    except FcBuildError as exc:
-        return f"unreadable ({exc})"
-    except (OSError, ValueError) as exc:
-        return f"unreadable ({type(exc).__name__}: {exc})"
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+class _Budget:
+    """The bytes all shards of a restore may unpack, together (a small entry must not fill the disk)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used, self._lock, self._stopped = limit, 0, threading.Lock(), False
+
+    def take(self, nbytes: int) -> None:
+        with self._lock:
+            self.used += nbytes
+            if self._stopped:
+                raise FcBuildError("another shard failed")
+            if self.used > self.limit:
+                raise FcBuildError(f"the entry unpacks to more than {self.limit} bytes")
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
 
 
 def _tree_bytes(path: str) -> int:

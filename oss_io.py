@@ -156,6 +156,13 @@ class ObjectInfo:
     etag: str
 
 
+@dataclass(frozen=True)
+class ObjectHead:
+    size: int
+    etag: str
+    meta: Mapping[str, str]  # the object's x-oss-meta-* headers, by their name without that prefix
+
+
 @dataclass
 class TransferReport:
     uploaded: int = 0
@@ -410,8 +417,10 @@ class OssClient:
         content_type: str,
         cache_control: str = "no-cache",
         private: bool = False,
+        meta: Mapping[str, str] | None = None,
     ) -> int:
-        """Upload one local file (multipart when large, CRC64-checked). Returns its size."""
+        """Upload one local file (multipart when large, CRC64-checked), with `meta` as its
+        x-oss-meta-* headers. Returns its size."""
         size = os.path.getsize(path)
         md5 = ""
         if size < self.multipart_threshold:  # sent as Content-MD5; multipart parts are checked by CRC64
@@ -423,6 +432,7 @@ class OssClient:
         headers = {"Content-Type": content_type, "Cache-Control": cache_control}
         if private:
             headers[HDR_OBJECT_ACL] = "private"
+        headers.update({f"x-oss-meta-{name}": value for name, value in (meta or {}).items()})
         item = PutItem(key, path, size, md5, headers)
         progress = _Progress(self.log, "uploaded", 1, size)
         try:
@@ -501,6 +511,48 @@ class OssClient:
                 return Downloaded(size, etag, str(got.crc.crc))
             self.log.warning("oss://%s/%s: CRC64 mismatch after download (attempt %d)", bucket, key, whole_attempt + 1)
         raise oss2.exceptions.InconsistentError(f"CRC64 of the downloaded file {got.crc.crc} != {server_crc} from OSS")
+
+    def head(self, bucket: str, key: str) -> ObjectHead:
+        """An object's size, ETag and user metadata (one HEAD)."""
+        try:
+            meta = self._attempt(f"head {bucket}/{key}", lambda: self.bucket(bucket).head_object(key))
+        except Exception as exc:
+            raise self._translate(exc, bucket, key, failure=DownloadFailed, not_found=SourceNotFound) from exc
+        user = {
+            k.lower()[len("x-oss-meta-") :]: v for k, v in meta.headers.items() if k.lower().startswith("x-oss-meta-")
+        }
+        return ObjectHead(meta.content_length, meta.etag, user)
+
+    def read_range(
+        self, bucket: str, key: str, start: int, end: int, etag: str, consume: Callable[[bytes], None]
+    ) -> None:
+        """Stream bytes [start, end) of an object to `consume`, in order. A dropped connection resumes
+        where it stopped; If-Match makes a replaced object an error rather than a splice. OSS sends no
+        checksum for a range: the caller checks what it reads (a gzip member carries its CRC-32)."""
+        b = self.bucket(bucket)
+        offset = start
+
+        def fetch() -> None:
+            nonlocal offset
+            headers = {"If-Match": f'"{etag}"', "x-oss-range-behavior": "standard"}
+            result = b.get_object(key, byte_range=(offset, end - 1), headers=headers)
+            if result.status != 206:
+                raise DownloadFailed(f"oss://{bucket}/{key}: the range {offset}-{end - 1} was not honoured")
+            while chunk := result.read(CHUNK):
+                chunk = chunk[: end - offset]
+                offset += len(chunk)
+                consume(chunk)
+                if offset >= end:
+                    break
+            if offset != end:
+                raise ConnectionError(f"connection closed at byte {offset} of the range {start}-{end - 1}")
+
+        if start >= end:
+            return
+        try:
+            self._attempt(f"get {bucket}/{key} [{start}, {end})", fetch, progress=lambda: offset)
+        except Exception as exc:
+            raise self._translate(exc, bucket, key, failure=DownloadFailed, not_found=SourceNotFound) from exc
 
     def download_files(self, bucket: str, pairs: Sequence[tuple[str, str]]) -> int:
         """Download (key, dest) pairs in parallel. Returns total bytes."""

@@ -1,11 +1,14 @@
 """The dependency cache through the real fcbuild process: warm (instance disk) and cold (OSS) hits,
-a changed lockfile missing, corrupt and foreign entries ignored and replaced."""
+a changed lockfile missing, corrupt, foreign and hostile entries ignored or unpacked harmlessly."""
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 import os
 import shutil
+import stat
 import tarfile
 import time
 
@@ -15,7 +18,7 @@ import pytest
 from localoss import LocalOss
 from tests.archives import FIXTURES, pack_tar
 from tests.conftest import AK, REGION, STS
-from tests.runtime_proc import start_runtime
+from tests.runtime_proc import start_runtime, workspace_root_for
 from tests.test_e2e_build import CREDS
 
 WITHDEPS = os.path.join(FIXTURES, "withdeps")
@@ -79,7 +82,7 @@ def test_warm_then_cold_instance(oss, tmp_path):
         assert cold_rt.stop() == 0
     assert cache_objects(oss) == [key]
     body = bucket(oss, "site").get_object(key).read()
-    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(body), ignore_zeros=True) as tar:  # the shards one after another
         names = tar.getnames()
     assert ".fcbuild-cache.json" in names and "node_modules/greeting-local/index.js" in names
     assert "node_modules/.bin/greet" in names  # links inside the tree survive the round trip
@@ -103,10 +106,26 @@ def test_changed_lockfile_misses(oss, tmp_path):
         assert rt.stop() == 0
 
 
-@pytest.mark.parametrize(
-    "kind",
-    ["garbage", "truncated", "foreign"],
-)
+def shard(members: list[tuple[str, bytes | str, int]]) -> bytes:
+    """One gzip member holding a tar of (name, bytes or a link's target, mode)."""
+    buf = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb") as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
+        for name, data, mode in members:
+            info = tarfile.TarInfo(name)
+            info.mode = mode
+            if isinstance(data, str):
+                info.type, info.linkname = tarfile.SYMTYPE, data
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "foreign", "no-index", "hostile"])
 def test_bad_oss_entry_is_ignored_and_replaced(oss, tmp_path, kind):
     bucket(oss, "src").put_object("withdeps.tar.gz", pack_tar(WITHDEPS))
     seed = runtime(oss, tmp_path, "seed")
@@ -115,31 +134,58 @@ def test_bad_oss_entry_is_ignored_and_replaced(oss, tmp_path, kind):
         key = wait_for_cache_object(oss)
     finally:
         assert seed.stop() == 0  # /pre-stop flushes the background save
-    good = bucket(oss, "site").get_object(key).read()
+    site = bucket(oss, "site")
+    good = site.get_object(key).read()
+    shards = site.head_object(key).headers["x-oss-meta-fcbuild-shards"]
+    with tarfile.open(fileobj=io.BytesIO(good)) as tar:
+        marker = json.load(tar.extractfile(".fcbuild-cache.json"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.chmod(outside, 0o1777)  # anyone may write here: only the unpacking itself must refuse to
     if kind == "garbage":
         bad = b"\x1f\x8b not really gzip"
     elif kind == "truncated":
         bad = good[: len(good) // 2]
-    else:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-            info = tarfile.TarInfo("node_modules/evil.js")
-            info.size = 3
-            tar.addfile(info, io.BytesIO(b"bad"))
-        bad = buf.getvalue()
-    bucket(oss, "site").put_object(key, bad)
+    elif kind == "foreign":
+        bad = shard([("node_modules/evil.js", b"bad", 0o644)])
+        shards = "0"
+    elif kind == "no-index":
+        bad = good
+        shards = ""
+    else:  # the right key, and members that try to leave the tree or gain privileges
+        bad = shard(
+            [
+                (".fcbuild-cache.json", json.dumps(marker).encode(), 0o644),
+                ("../escape.txt", b"x", 0o644),
+                (f"{outside}/absolute.txt", b"x", 0o644),
+                ("node_modules/link", str(outside), 0o777),
+                ("node_modules/link/through.txt", b"x", 0o644),
+                ("node_modules/suid", b"#!/bin/sh\nid\n", 0o4755),
+            ]
+        )
+        shards = "0"
+    site.put_object(key, bad, headers={"x-oss-meta-fcbuild-shards": shards} if shards else None)
     rt = runtime(oss, tmp_path, "after")
     try:
         result = build(rt)
-        assert result["cache"]["hit"] == "miss"
-        assert "OSS entry ignored" in result["cache"]["note"]
-        assert result["cache"]["saved"] == "warm+oss"
+        if kind == "hostile":
+            # GNU tar refuses `..`, strips the leading `/`, and will not write through the link
+            assert result["cache"]["hit"] == "miss" and "Member name contains '..'" in result["cache"]["note"]
+            assert list(outside.iterdir()) == []
+            root = workspace_root_for(str(tmp_path / "after"))
+            for folder, _, files in os.walk(root):
+                for name in files:
+                    st = os.lstat(os.path.join(folder, name))
+                    assert name != "escape.txt" and not (stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_ISUID)
+        else:
+            assert result["cache"]["hit"] == "miss"
+            assert "OSS entry ignored" in result["cache"]["note"]
+            assert result["cache"]["saved"] == "warm+oss"
     finally:
         assert rt.stop() == 0
-    replaced = bucket(oss, "site").get_object(key).read()
-    assert replaced != bad
-    with tarfile.open(fileobj=io.BytesIO(replaced)) as tar:
-        assert ".fcbuild-cache.json" in tar.getnames()
+    if kind != "hostile":
+        replaced = bucket(oss, "site").get_object(key).read()
+        assert replaced != bad
 
 
 def test_a_project_without_a_lockfile_gets_a_cache_too(oss, tmp_path):
