@@ -131,6 +131,48 @@ class PutItem:
     headers: Mapping[str, str]
 
 
+class Concurrency:
+    """How many requests of a batch are in flight. It starts at `start` and rises by half while the
+    rate of finished requests keeps growing by more than RISE (each request mostly waits on the
+    network: more in flight, more done), and stays where the rate stopped growing (the link or the
+    CPU is the limit), never above `ceiling`. Use as a context manager around one request."""
+
+    RISE = 1.15
+
+    def __init__(self, start: int, ceiling: int) -> None:
+        self.limit = max(1, start)
+        self.ceiling = max(self.limit, ceiling)
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._done = 0
+        self._since = time.monotonic()
+        self._best = 0.0
+        self._settled = self.limit >= self.ceiling
+
+    def __enter__(self) -> Concurrency:
+        with self._cond:
+            while self._in_flight >= self.limit:
+                self._cond.wait()
+            self._in_flight += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self._done += 1
+            if not self._settled and self._done >= 2 * self.limit:  # a window: two rounds at this limit
+                now = time.monotonic()
+                rate = self._done / max(now - self._since, 1e-6)
+                if rate > self._best * self.RISE:
+                    self._best = rate
+                    self.limit = min(self.ceiling, self.limit + max(1, self.limit // 2))
+                    self._settled = self.limit >= self.ceiling
+                else:
+                    self._settled = True
+                self._done, self._since = 0, now
+            self._cond.notify_all()
+
+
 class PartialTransfer(UploadFailed):
     """A batch upload failed part way. `started`: every key a request was sent for (some may have
     landed although their answer was lost); `done`: the keys confirmed, with their ETags."""
@@ -218,6 +260,7 @@ class OssClient:
         endpoint: str,
         *,
         concurrency: int = 16,
+        max_concurrency: int = 64,
         part_size: int = 8 * 2**20,
         multipart_threshold: int = 16 * 2**20,
         retries: int = 5,
@@ -232,18 +275,21 @@ class OssClient:
         self._secrets = credentials.secrets()
         self.region = region
         self.endpoint = endpoint
-        self.concurrency = concurrency
+        self.concurrency = concurrency  # requests in flight at first, and for parts and downloads
+        self.max_concurrency = max(concurrency, max_concurrency)  # what a batch of small PUTs may rise to
         self.part_size = part_size
         self.multipart_threshold = multipart_threshold
         self.retries = retries
         self.log = log
-        self._session = oss2.Session(pool_size=concurrency * 2 + 4)
+        # a connection for every request that may be in flight: none is closed for want of a slot
+        self._session = oss2.Session(pool_size=self.max_concurrency + concurrency + 4)
         # requests re-reads proxy settings from the environment on every request; read them once.
         self._session.session.trust_env = False
         self._session.session.proxies = urllib.request.getproxies()
         self._buckets: dict[str, oss2.Bucket] = {}
         self._lock = threading.Lock()
         self.retry_count = 0
+        self.peak_concurrency = 0  # the most small PUTs a batch had in flight at once
         self.deadline: float | None = None  # time.monotonic() after which no retry starts
 
     @classmethod
@@ -260,6 +306,7 @@ class OssClient:
             region,
             endpoint,
             concurrency=settings.upload_concurrency,
+            max_concurrency=settings.upload_max_concurrency,
             part_size=settings.part_size,
             multipart_threshold=settings.multipart_threshold,
             retries=settings.oss_retries,
@@ -576,18 +623,24 @@ class OssClient:
         lock = threading.Lock()
         failed = threading.Event()
 
+        gate = Concurrency(self.concurrency, self.max_concurrency)
+
         def one(item: PutItem, parts: concurrent.futures.Executor) -> None:
             if failed.is_set():
                 return
             with lock:
                 started.add(item.key)
-            etag = self._upload_one(bucket, item, parts, progress)
+            if item.size < self.multipart_threshold:  # one request: in flight under the gate
+                with gate:
+                    etag = self._upload_one(bucket, item, parts, progress)
+            else:  # its parts run on their own pool, which the gate must not starve
+                etag = self._upload_one(bucket, item, parts, progress)
             with lock:
                 etags[item.key] = etag
 
         # Two pools: a file task may wait on its parts, so parts must not queue behind files.
         with (
-            concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="oss-put") as files,
+            concurrent.futures.ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="oss-put") as files,
             concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="oss-part") as parts,
         ):
             futures = {files.submit(one, item, parts): item for item in items}
@@ -597,6 +650,8 @@ class OssClient:
                 if exc is not None and first is None:
                     first = (exc, futures[future])
                     failed.set()
+        with self._lock:
+            self.peak_concurrency = max(self.peak_concurrency, gate.limit)
         if first is not None:
             exc, item = first
             error = self._translate(exc, bucket, item.key, failure=UploadFailed)

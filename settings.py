@@ -41,6 +41,7 @@ class PipelineSettings:
     oss_endpoint: str = ""
     oss_region: str = ""
     upload_concurrency: int = 16
+    upload_max_concurrency: int = 64
     multipart_threshold: int = 16 * 1024 * 1024
     part_size: int = 8 * 1024 * 1024
     oss_retries: int = 5
@@ -77,6 +78,7 @@ class PipelineSettings:
             oss_endpoint=get("FCBUILD_OSS_ENDPOINT", "").rstrip("/"),
             oss_region=get("FCBUILD_OSS_REGION", ""),
             upload_concurrency=_positive(get, "FCBUILD_UPLOAD_CONCURRENCY", 16),
+            upload_max_concurrency=_positive(get, "FCBUILD_UPLOAD_MAX_CONCURRENCY", 64),
             multipart_threshold=_positive(get, "FCBUILD_MULTIPART_THRESHOLD_MB", 16) * 1024 * 1024,
             part_size=_positive(get, "FCBUILD_PART_SIZE_MB", 8) * 1024 * 1024,
             oss_retries=_positive(get, "FCBUILD_OSS_RETRIES", 5, minimum=0),

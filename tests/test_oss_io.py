@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import logging
 import os
+import threading
+import time
 
 import oss2
 import pytest
@@ -238,3 +241,30 @@ def test_create_if_absent_and_server_side_copy(local_oss):
     assert raw(local_oss).get_object_acl("store/a.css").acl == "private"
     with pytest.raises(SourceNotFound):
         c.copy_object("site", "live/none.css", "store/none.css")
+
+
+def _run_requests(gate, count, work):  # type: ignore[no-untyped-def]
+    def one(_):  # type: ignore[no-untyped-def]
+        with gate:
+            work()
+
+    with concurrent.futures.ThreadPoolExecutor(gate.ceiling) as pool:
+        list(pool.map(one, range(count)))
+
+
+def test_concurrency_rises_while_requests_wait_on_the_network():
+    gate = oss_io.Concurrency(16, 64)
+    _run_requests(gate, 1500, lambda: time.sleep(0.02))  # each request waits 20 ms: latency-bound
+    assert gate.limit == 64
+
+
+def test_concurrency_stays_when_more_in_flight_gets_no_more_done():
+    gate = oss_io.Concurrency(16, 64)
+    one_at_a_time = threading.Lock()
+
+    def serialised():  # type: ignore[no-untyped-def]
+        with one_at_a_time:  # the link (or the CPU) takes one request at a time
+            time.sleep(0.001)
+
+    _run_requests(gate, 600, serialised)
+    assert gate.limit < 64
