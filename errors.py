@@ -7,7 +7,9 @@ turns them into FC's function-error response in exactly one place
 
 from __future__ import annotations
 
-from typing import ClassVar
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported before the runtime's port opens (see fc_runtime)
+    from typing import ClassVar
 
 
 class FcBuildError(Exception):

@@ -28,7 +28,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import sandbox
@@ -50,7 +49,11 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_STARTUP_FAILURE = 3
 
-LogFormat = Literal["text", "json"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing itself costs ~10 ms of every cold start; annotations here are strings
+    from typing import Any, Literal
+
+    LogFormat = Literal["text", "json"]
 
 logger = logging.getLogger("fcbuild")
 
