@@ -124,6 +124,8 @@ def launch_environment(environ: Mapping[str, str], *, frozen: bool) -> dict[str,
 
 
 def _allowed_targets(raw: str) -> tuple[str, ...]:
+    if not raw.strip():
+        return ()  # triggers is imported only when there is something to parse (before the port opens)
     from triggers import parse_allowed
 
     return parse_allowed(raw)
