@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 PORT ?= 9000
 
-.PHONY: run demo serve-demo test test-source test-binary bootstrap dist lint format clean
+.PHONY: run demo serve-demo test test-source test-binary bootstrap dist figures lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	rm -rf $(VENV)
@@ -54,6 +54,10 @@ dist/fcbuild.zip: dist/bootstrap $(STAMP)
 		i = zipfile.ZipInfo.from_file('dist/bootstrap', 'bootstrap'); i.external_attr = 0o100755 << 16; \
 		i.compress_type = zipfile.ZIP_DEFLATED; z.writestr(i, open('dist/bootstrap', 'rb').read()); z.close()"
 	@echo "wrote $@ ($$(du -h $@ | cut -f1)): upload it to FC, or run s deploy (see the README)"
+
+# The README's headline figures, side by side from one run (several minutes; the npm registry for the builds).
+figures: $(STAMP) dist/bootstrap
+	$(BIN)/python bench/figures.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
