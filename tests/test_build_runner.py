@@ -1,10 +1,16 @@
-"""Error messages lead with the cause: the first error lines of a failed step's output."""
+"""Error messages lead with the cause: the first error lines of a failed step's output; and a
+finished step's output is read to its end."""
 
 from __future__ import annotations
 
+import subprocess
+import threading
+import time
+import types
+
 import pytest
 
-from build_runner import failure_hint, first_cause
+from build_runner import Runner, failure_hint, first_cause
 
 
 @pytest.mark.parametrize(
@@ -50,3 +56,28 @@ def test_no_cause_in_plain_output():
 def test_known_failures_carry_a_hint(line, hint):
     assert hint in failure_hint(["building...", line, "    at x (y.js:1:1)"])
     assert failure_hint(["all good"]) == ""
+
+
+def test_a_slow_reader_still_gets_every_line_a_finished_step_left_in_the_pipe():
+    """The step's processes are gone, its last lines still in the pipe, the runtime busy: they
+    are drained while they keep coming, not cut at a fixed time."""
+
+    class SlowLog:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def line(self, step: str, text: str) -> None:
+            time.sleep(0.002)  # a busy machine: 2,000 lines take 4 s to handle
+            self.lines.append(text)
+
+    proc = subprocess.Popen(
+        ["sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    proc.wait()  # everything it printed is in the pipe (or taken by the reader below)
+    ended = threading.Event()
+    ended.set()
+    log = SlowLog()
+    Runner._pump(types.SimpleNamespace(out=log), proc, "build", ended)  # type: ignore[arg-type]
+    assert log.lines[-1] == "line 1999" and len(log.lines) == 2000
