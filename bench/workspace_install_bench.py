@@ -23,6 +23,10 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from dep_cache import _tree_bytes  # noqa: E402
+
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
 
@@ -59,14 +63,7 @@ def make_workspace(dest: str) -> None:
 
 
 def tree_mb(path: str) -> float:
-    total = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                pass
-    return total / 2**20
+    return _tree_bytes(path) / 2**20
 
 
 def install(template: str, work: str, argv: list[str], env: dict) -> tuple[float, float, bool]:
