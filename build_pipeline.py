@@ -48,9 +48,10 @@ from errors import (
     InvalidSource,
     SourceNotFound,
 )
-from settings import PipelineSettings
+from settings import PipelineSettings, library_path
 from tool_cache import PackageManagerReleases
 from toolchain import (
+    LOCKFILES,
     BuildPaths,
     NodeInstall,
     PackageManager,
@@ -867,8 +868,7 @@ ROOT_ABSOLUTE_RE = re.compile(r"""(?:src|href)\s*=\s*["'](/(?!/)[^"'#?]+)""", re
 def _npm_default_registry(node_bin: str, launch_env: Mapping[str, str]) -> str:
     env = {"PATH": f"{node_bin}:/usr/bin:/bin", "HOME": "/nonexistent", "npm_config_userconfig": "/nonexistent/user"}
     env["npm_config_globalconfig"] = "/nonexistent/global"
-    if launch_env.get("LD_LIBRARY_PATH"):
-        env["LD_LIBRARY_PATH"] = launch_env["LD_LIBRARY_PATH"]
+    env.update(library_path(launch_env))
     try:
         done = subprocess.run(
             ["npm", "config", "get", "registry"], env=env, capture_output=True, text=True, timeout=30, cwd="/"
@@ -1019,8 +1019,8 @@ def _choose_toolchain(
     project: str, package: Mapping[str, Any], job: BuildJob, settings: PipelineSettings, log: Any
 ) -> tuple[PackageManager, NodeInstall]:
     names = os.listdir(project)
-    heads = {}
-    for name in ("yarn.lock", "pnpm-lock.yaml"):
+    heads = {}  # the first 4 KB of each lockfile: enough for its version
+    for name, _ in LOCKFILES:
         if name in names:
             with open(os.path.join(project, name), encoding="utf-8", errors="replace") as f:
                 heads[name] = f.read(4096)
@@ -1033,11 +1033,7 @@ def _choose_toolchain(
     spec, spec_from = node_requirement(version_files, package, job.node_version)
     node = choose_node(find_node_installs(settings), spec, spec_from)
     if pm.name == "npm":
-        lock_head = ""
-        if pm.lockfile:
-            with open(os.path.join(project, pm.lockfile), encoding="utf-8", errors="replace") as f:
-                lock_head = f.read(4096)
-        pm = plan_npm(pm, lock_head, node.version, bundled_npm_version(node.bin_dir))
+        pm = plan_npm(pm, heads.get(pm.lockfile, ""), node.version, bundled_npm_version(node.bin_dir))
     log.info(
         "package manager %s %s (lockfile %s); Node.js %s at %s%s",
         pm.name,
@@ -1074,9 +1070,7 @@ def find_node_installs(settings: PipelineSettings) -> list[NodeInstall]:
     if on_path:
         bins.append((os.path.dirname(on_path), True))
     installs, seen = [], set()
-    env = {"PATH": "/usr/bin:/bin"}
-    if settings.launch_env.get("LD_LIBRARY_PATH"):
-        env["LD_LIBRARY_PATH"] = settings.launch_env["LD_LIBRARY_PATH"]
+    env = {"PATH": "/usr/bin:/bin", **library_path(settings.launch_env)}
     for bin_dir, path_node in bins:
         real = os.path.realpath(os.path.join(bin_dir, "node"))
         if real in seen:

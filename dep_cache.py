@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from errors import FcBuildError, SourceNotFound
+from settings import library_path
 from toolchain import NodeInstall, PackageManager
 
 MARKER = ".fcbuild-cache.json"  # inside every packed entry: the key it was made for
@@ -377,9 +378,8 @@ class BuildCache:
                     pool.submit(self._unpack_shard, tar, scratch, bucket, key, head.etag, start, end, budget)
                     for start, end in zip(offsets, ends, strict=True)
                 ]
-                failures = [f.exception() for f in futures if f.exception() is not None]
-            if failures:
-                budget.stop()
+                failures = [exc for exc in (f.exception() for f in futures) if exc is not None]
+            if failures:  # the failing shard stopped the others (the budget)
                 exc = failures[0]
                 return f"unreadable ({exc})" if isinstance(exc, FcBuildError) else f"unreadable ({exc!r})"
             with open(os.path.join(scratch, MARKER), encoding="utf-8") as f:
@@ -401,9 +401,7 @@ class BuildCache:
     ) -> None:
         """One shard: bytes [start, end) of the object, a gzip member holding a tar, streamed through
         zlib (which checks the member's CRC-32 and length) into `tar -x`."""
-        env = {"PATH": self.launch_env.get("PATH") or "/usr/bin:/bin", "LC_ALL": "C"}
-        if self.launch_env.get("LD_LIBRARY_PATH"):
-            env["LD_LIBRARY_PATH"] = self.launch_env["LD_LIBRARY_PATH"]
+        env = {"PATH": self.launch_env.get("PATH") or "/usr/bin:/bin", "LC_ALL": "C", **library_path(self.launch_env)}
         identity: dict[str, Any] = {}
         if self.run_as is not None:
             identity = {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []}

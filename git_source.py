@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from errors import BuildTimeout, InvalidSource, NotAvailable, SourceNotFound
-from settings import CHILD_ENV_ALLOWLIST, CHILD_ENV_PREFIX_ALLOWLIST
+from settings import allowed_env
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
 TIMEOUT_S = 600
@@ -41,11 +41,9 @@ def fetch(
         raise NotAvailable("git sources need git on this instance (add it with a layer), or upload an archive")
     # The same allowlist as a build's environment (locale, proxies, CA files), with PATH and the
     # library path as they were before a frozen bootloader changed them.
-    env = {
-        k: v
-        for k, v in launch_env.items()
-        if k in (*CHILD_ENV_ALLOWLIST, "PATH", "LD_LIBRARY_PATH") or k.startswith(CHILD_ENV_PREFIX_ALLOWLIST)
-    }
+    env = allowed_env(launch_env)
+    if launch_env.get("PATH"):
+        env["PATH"] = launch_env["PATH"]
     env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "HOME": dest + ".home"})
     if token:  # for the repository's own host only: never for a submodule's elsewhere
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()

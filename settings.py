@@ -106,6 +106,21 @@ class PipelineSettings:
         )
 
 
+def library_path(launch_env: Mapping[str, str]) -> dict[str, str]:
+    """LD_LIBRARY_PATH as it was before a frozen bootloader changed it, for a child the runtime
+    starts ({} when it was unset)."""
+    value = launch_env.get("LD_LIBRARY_PATH")
+    return {"LD_LIBRARY_PATH": value} if value else {}
+
+
+def allowed_env(launch_env: Mapping[str, str]) -> dict[str, str]:
+    """What a child of the runtime starts from: the allowlisted part of its environment (no
+    credential, nothing FC-internal), with its library path."""
+    env = {k: v for k, v in launch_env.items() if k in CHILD_ENV_ALLOWLIST or k.startswith(CHILD_ENV_PREFIX_ALLOWLIST)}
+    env.update(library_path(launch_env))
+    return env
+
+
 def launch_environment(environ: Mapping[str, str], *, frozen: bool) -> dict[str, str]:
     """The environment without what a PyInstaller bootloader added.
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from errors import BuildFailed
-from settings import CHILD_ENV_ALLOWLIST, CHILD_ENV_PREFIX_ALLOWLIST
+from settings import allowed_env
 from toolchain import PackageManager, registry_env
 
 INSTALL_TIMEOUT_S = 300
@@ -121,11 +121,7 @@ class PackageManagerReleases:
         spec = pm.release or f"{pm.name}@{pm.version}"
         os.makedirs(self.home, exist_ok=True)
         os.chmod(self.home, 0o755)
-        env = {
-            k: v for k, v in launch_env.items() if k in CHILD_ENV_ALLOWLIST or k.startswith(CHILD_ENV_PREFIX_ALLOWLIST)
-        }
-        if launch_env.get("LD_LIBRARY_PATH"):
-            env["LD_LIBRARY_PATH"] = launch_env["LD_LIBRARY_PATH"]
+        env = allowed_env(launch_env)
         env.update(
             {
                 "PATH": f"{node_bin}:{launch_env.get('PATH') or '/usr/local/bin:/usr/bin:/bin'}",

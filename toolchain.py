@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from errors import BuildFailed, InvalidSource, NotAvailable
 from frameworks import Framework, build_script
-from settings import CHILD_ENV_ALLOWLIST, CHILD_ENV_PREFIX_ALLOWLIST
+from settings import allowed_env
 
 Version = tuple[int, int, int]
 LOCKFILES = (
@@ -354,9 +354,7 @@ def child_env(
     no ALIBABA_CLOUD_* credential and nothing FC-internal), the chosen Node first on PATH, CI=true,
     an empty HOME and TMPDIR of the build's own, the site's own caches, the registry, then the
     request's own `env`. No git command finds a repository above the workspace."""
-    env = {k: v for k, v in launch_env.items() if k in CHILD_ENV_ALLOWLIST or k.startswith(CHILD_ENV_PREFIX_ALLOWLIST)}
-    if launch_env.get("LD_LIBRARY_PATH"):
-        env["LD_LIBRARY_PATH"] = launch_env["LD_LIBRARY_PATH"]  # as it was before a frozen bootloader changed it
+    env = allowed_env(launch_env)
     base_path = launch_env.get("PATH") or "/usr/local/bin:/usr/bin:/bin"
     env["PATH"] = f"{node_bin}:{base_path}"
     home = paths.home
