@@ -119,11 +119,11 @@ def builds(app: str) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def _oss(work: str):  # type: ignore[no-untyped-def]
-    server = LocalOss(os.path.join(work, "oss"), buckets=["src", "site"], accounts=[cache_bench.ACCOUNT])
-    server.__enter__()
-    auth = oss2.StsAuth(*cache_bench.HEADERS.values(), auth_version="v4")
-    return server, auth
+def _oss(work: str) -> LocalOss:
+    return LocalOss(os.path.join(work, "oss"), buckets=["src", "site"], accounts=[cache_bench.ACCOUNT])
+
+
+AUTH = oss2.StsAuth(*cache_bench.HEADERS.values(), auth_version="v4")
 
 
 def handmade(app: str, work: str) -> float:
@@ -133,9 +133,8 @@ def handmade(app: str, work: str) -> float:
     from deploy_plan import content_type_for, scan_tree
 
     os.makedirs(work)
-    server, auth = _oss(work)
-    try:
-        oss2.Bucket(auth, server.endpoint, "src", region="cn-hangzhou").put_object("site.tar.gz", pack_tar(app))
+    with _oss(work) as server:
+        oss2.Bucket(AUTH, server.endpoint, "src", region="cn-hangzhou").put_object("site.tar.gz", pack_tar(app))
         account = cache_bench.ACCOUNT
         client = oss_io.OssClient(
             Credentials(account.access_key_id, account.access_key_secret, account.security_token),
@@ -162,15 +161,12 @@ def handmade(app: str, work: str) -> float:
         ]
         client.put_files("site", items)
         return time.perf_counter() - started
-    finally:
-        server.__exit__(None, None, None)
 
 
 def fcbuild_first(app: str, work: str) -> float:
     os.makedirs(work)
-    server, auth = _oss(work)
-    try:
-        oss2.Bucket(auth, server.endpoint, "src", region="cn-hangzhou").put_object("site.tar.gz", pack_tar(app))
+    with _oss(work) as server:
+        oss2.Bucket(AUTH, server.endpoint, "src", region="cn-hangzhou").put_object("site.tar.gz", pack_tar(app))
         rt = start_runtime({"FCBUILD_OSS_ENDPOINT": server.endpoint}, workdir=os.path.join(work, "instance"))
         try:
             seconds, result = cache_bench.timed_build(rt, {})
@@ -179,8 +175,6 @@ def fcbuild_first(app: str, work: str) -> float:
             return seconds
         finally:
             rt.stop(timeout=120)
-    finally:
-        server.__exit__(None, None, None)
 
 
 def main() -> int:
