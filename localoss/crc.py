@@ -8,7 +8,7 @@ import threading
 #
 # A byte-at-a-time table loop in Python manages ~8 MB/s. Treating the data as one polynomial
 # and folding it in half with carry-less multiplications by x^k mod P keeps the work in
-# big-integer operations that run in C: ~40 MB/s.
+# big-integer operations that run in C: ~40-50 MB/s.
 
 _MASK64 = (1 << 64) - 1
 _POLY = (1 << 64) | 0x42F0E1EBA9EA3693
@@ -30,12 +30,29 @@ def _mod_small(value: int) -> int:
 
 
 def _clmul(big: int, small: int) -> int:
+    """Carry-less product of `big` and a small (<= 64-bit) factor.
+
+    Up to 1 Mbit, four bits of `small` at a time: the products of `big` by every nibble first (14
+    shifts and XORs), then one XOR per nibble; ~1.4x faster than one XOR per set bit on a 20 KB
+    body. Past that the table's 16 copies of `big` no longer stay in cache and the plain loop wins."""
+    if small < 16 or big.bit_length() > 1 << 20:
+        result, shift = 0, 0
+        while small:
+            if small & 1:
+                result ^= big << shift
+            small >>= 1
+            shift += 1
+        return result
+    table = [0, big]
+    for n in range(2, 16):
+        table.append(table[n - 1] ^ big if n & 1 else table[n >> 1] << 1)
     result, shift = 0, 0
     while small:
-        if small & 1:
-            result ^= big << shift
-        small >>= 1
-        shift += 1
+        nibble = small & 15
+        if nibble:
+            result ^= table[nibble] << shift
+        small >>= 4
+        shift += 4
     return result
 
 
