@@ -155,17 +155,22 @@ class Store:
         meta.data_file = uuid.uuid4().hex
         os.rename(temp_file, self._dir(bucket, "objects", meta.data_file))
         meta_path = self._meta_path(bucket, meta.key)
-        with self._lock:
-            index = self.objects(bucket)
-            old = index.get(meta.key)
-            if forbid_overwrite and old is not None:
-                os.unlink(self._dir(bucket, "objects", meta.data_file))
-                raise OssError(409, "FileAlreadyExists", "The object you specified already exists.", "0026-00000003")
-            tmp_meta = self.temp_path(bucket)
-            with open(tmp_meta, "w", encoding="utf-8") as f:
-                json.dump(meta.__dict__, f)
-            os.replace(tmp_meta, meta_path)
-            index[meta.key] = meta
+        tmp_meta = self.temp_path(bucket)  # written outside the lock: only the switch is serialised
+        with open(tmp_meta, "w", encoding="utf-8") as f:
+            json.dump(meta.__dict__, f)
+        try:
+            with self._lock:
+                index = self.objects(bucket)
+                old = index.get(meta.key)
+                if forbid_overwrite and old is not None:
+                    os.unlink(self._dir(bucket, "objects", meta.data_file))
+                    message = "The object you specified already exists."
+                    raise OssError(409, "FileAlreadyExists", message, "0026-00000003")
+                os.replace(tmp_meta, meta_path)
+                index[meta.key] = meta
+        except BaseException:
+            _remove(tmp_meta)
+            raise
         if old is not None:
             self._unlink_data(bucket, old)
 
