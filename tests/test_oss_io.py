@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import http.server
 import logging
 import os
 import threading
@@ -268,3 +269,58 @@ def test_concurrency_stays_when_more_in_flight_gets_no_more_done():
 
     _run_requests(gate, 600, serialised)
     assert gate.limit < 64
+
+
+class _RecordingProxy(http.server.BaseHTTPRequestHandler):
+    """A forward proxy that answers PUTs itself, as OSS would, and keeps what it was sent."""
+
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    def do_PUT(self):  # type: ignore[no-untyped-def]
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        self.send_response(200)
+        self.send_header("ETag", '"ABC"')
+        self.send_header("x-oss-request-id", "proxy")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):  # type: ignore[no-untyped-def]
+        pass
+
+
+@pytest.fixture
+def recording_proxy():  # type: ignore[no-untyped-def]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _RecordingProxy.seen = []
+    yield f"http://127.0.0.1:{server.server_address[1]}", _RecordingProxy.seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_requests_go_through_the_environment_proxy_with_oss2_headers(recording_proxy, monkeypatch):
+    proxy, seen = recording_proxy
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", "other.example")
+    creds = Credentials(STS.access_key_id, STS.access_key_secret, STS.security_token)
+    c = oss_io.OssClient(creds, REGION, "http://oss-cn-hangzhou-internal.aliyuncs.com")
+    c.put_json("site", "a.json", {"a": 1})
+    ((path, headers),) = seen
+    assert path == "http://site.oss-cn-hangzhou-internal.aliyuncs.com/a.json"  # absolute form: a proxy's
+    assert headers["user-agent"].startswith("aliyun-sdk-python/")
+    assert headers["authorization"].startswith("OSS4-HMAC-SHA256 ")
+    assert headers["x-oss-security-token"] == STS.security_token
+    assert "gzip" not in headers.get("accept-encoding", "")  # oss2 asks for no compressed answers
+    assert "cookie" not in headers
+
+
+def test_no_proxy_covering_the_endpoint_sends_directly(recording_proxy, local_oss, monkeypatch):
+    proxy, seen = recording_proxy
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    c = client(local_oss)
+    c.put_json("site", "direct.json", {"a": 1})
+    assert c.get_json("site", "direct.json") == {"a": 1}
+    assert seen == []
