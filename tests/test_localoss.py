@@ -43,8 +43,9 @@ class TestCrc64:
         assert crc64(data[cut:], crc64(data[:cut])) == whole
         assert crc64_combine(crc64(data[:cut]), crc64(data[cut:]), n - cut) == whole
 
-    def test_agrees_with_an_independent_implementation(self):
-        data = os.urandom(100_000)
+    @pytest.mark.parametrize("n", [20_000, 100_000, 300_000])  # the last folds past 1 Mbit, then below it
+    def test_agrees_with_an_independent_implementation(self, n):
+        data = os.urandom(n)
         reference = oss2.utils.Crc64()
         reference.update(data)
         assert crc64(data) == reference.crc
