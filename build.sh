@@ -48,11 +48,14 @@ fi
 
 # What oss2 and the CDN SDK drag in that fcbuild never imports (oss_io keeps oss2 from loading its
 # client-side encryption, cdn_io keeps aliyunsdkcore from loading its RSA signer), and stdlib parts
-# a server does not use: every byte bundled is inflated again at every start.
+# a server does not use: every byte bundled is inflated again at every start. requests runs without
+# a character detector (it decodes nothing of OSS's; oss_io silences its warning about it); uuid
+# without its C helper (uuid4 reads os.urandom); getpass (and with it termios) only serves
+# urllib's interactive FTP password prompt. `python bench/startup_imports.py` lists what is left.
 excludes=(
     oss2.crypto oss2.crypto_bucket Crypto aliyunsdkkms cryptography cffi pycparser
     aliyunsdkcore.auth.algorithm.sha_hmac256 aliyunsdkcore.vendored.requests.packages.urllib3.contrib.pyopenssl
-    brotli brotlicffi zstandard socks simplejson chardet
+    brotli brotlicffi zstandard socks simplejson chardet charset_normalizer _uuid getpass termios
     _codecs_cn _codecs_hk _codecs_iso2022 _codecs_jp _codecs_kr _codecs_tw _multibytecodec
     decimal _decimal _pydecimal bz2 _bz2 lzma _lzma
     tkinter unittest pydoc doctest pdb lib2to3 idlelib xmlrpc sqlite3 curses multiprocessing

@@ -24,6 +24,7 @@ import threading
 import time
 import types
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -61,6 +62,9 @@ def _without_client_side_encryption() -> None:
 
 
 _without_client_side_encryption()
+# The binary leaves out requests' character detector (charset_normalizer: half a MB unpacked at every
+# start); requests then decodes text as UTF-8, which fcbuild never asks of it, and warns at import.
+warnings.filterwarnings("ignore", message="Unable to find acceptable character detection dependency")
 
 import crcmod  # noqa: E402
 import oss2  # noqa: E402
