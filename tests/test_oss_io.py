@@ -7,6 +7,8 @@ import hashlib
 import http.server
 import logging
 import os
+import ssl
+import subprocess
 import threading
 import time
 
@@ -323,4 +325,33 @@ def test_no_proxy_covering_the_endpoint_sends_directly(recording_proxy, local_os
     c = client(local_oss)
     c.put_json("site", "direct.json", {"a": 1})
     assert c.get_json("site", "direct.json") == {"a": 1}
+    assert seen == []
+
+
+def test_an_endpoint_whose_certificate_does_not_verify_gets_nothing(recording_proxy, tmp_path):
+    """TLS is verified (against certifi's CAs): a self-signed endpoint never sees a request, so never the
+    STS token either."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _, seen = recording_proxy  # the handler's record, emptied by the fixture
+    try:
+        creds = Credentials(STS.access_key_id, STS.access_key_secret, STS.security_token)
+        c = oss_io.OssClient(creds, REGION, f"https://127.0.0.1:{server.server_address[1]}", retries=1)
+        with pytest.raises(UploadFailed) as failed:
+            c.put_json("site", "a.json", {"a": 1})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "CERTIFICATE_VERIFY_FAILED" in str(failed.value)
+    assert STS.security_token not in str(failed.value) and STS.access_key_secret not in str(failed.value)
     assert seen == []
