@@ -264,10 +264,10 @@ class _Session(oss2.Session):
     """oss2's Session, sending each request straight through requests' connection-pool adapter.
 
     requests' `Session.request` merges session settings, builds a cookie jar, looks for redirects
-    and dispatches hooks on every call: about a fifth of the client's CPU per small PUT, none of it
+    and dispatches hooks on every call: about a sixth of the client's CPU per small PUT, none of it
     useful to OSS (no cookies, no redirects: a signed request is valid for its own host only; the
-    proxies come from the client, read once). What stays: requests' URL, header and body preparation and its adapter,
-    so oss2 still gets a `requests.Response` and `requests` exceptions."""
+    proxies come from the client, read once). What stays is requests' URL, header and body
+    preparation and its adapter, so oss2 still gets a `requests.Response` and requests' exceptions."""
 
     def __init__(self, pool_size: int, proxies: Mapping[str, str]) -> None:
         super().__init__(pool_size=pool_size)
@@ -278,7 +278,7 @@ class _Session(oss2.Session):
     def do_request(self, req: oss2.http.Request, timeout: Any) -> oss2.http.Response:
         headers = requests.structures.CaseInsensitiveDict(self._defaults)
         headers.update(req.headers)
-        for name in [name for name, value in headers.items() if value is None]:  # oss2 drops a default so
+        for name in [name for name, value in headers.items() if value is None]:  # oss2 turning a default off
             del headers[name]
         prepared = requests.PreparedRequest()
         prepared.prepare_method(req.method)
