@@ -140,9 +140,14 @@ class Concurrency:
     """How many requests of a batch are in flight. It starts at `start` and rises by half while the
     rate of finished requests keeps growing by more than RISE (each request mostly waits on the
     network: more in flight, more done), and stays where the rate stopped growing (the link or the
-    CPU is the limit), never above `ceiling`. Use as a context manager around one request."""
+    CPU is the limit), never above `ceiling`. A window is short (two rounds of requests), so one that
+    did not grow is measured again before the limit settles, and no window is shorter than WINDOW_S:
+    a pause of the process or one slow answer does not end the rise. Use as a context manager around
+    one request."""
 
     RISE = 1.15
+    MISSES = 2  # windows in a row without growth before the limit settles
+    WINDOW_S = 0.05
 
     def __init__(self, start: int, ceiling: int) -> None:
         self.limit = max(1, start)
@@ -152,6 +157,7 @@ class Concurrency:
         self._done = 0
         self._since = time.monotonic()
         self._best = 0.0
+        self._misses = 0
         self._settled = self.limit >= self.ceiling
 
     def __enter__(self) -> Concurrency:
@@ -166,17 +172,19 @@ class Concurrency:
             self._in_flight -= 1
             self._done += 1
             freed = 1
-            if not self._settled and self._done >= 2 * self.limit:  # a window: two rounds at this limit
-                now = time.monotonic()
-                rate = self._done / max(now - self._since, 1e-6)
+            now = time.monotonic()
+            # a window: two rounds at this limit, and at least WINDOW_S
+            if not self._settled and self._done >= 2 * self.limit and now - self._since >= self.WINDOW_S:
+                rate = self._done / (now - self._since)
                 if rate > self._best * self.RISE:
-                    self._best = rate
+                    self._best, self._misses = rate, 0
                     raised = min(self.ceiling, self.limit + max(1, self.limit // 2))
                     freed += raised - self.limit
                     self.limit = raised
                     self._settled = self.limit >= self.ceiling
                 else:
-                    self._settled = True
+                    self._misses += 1
+                    self._settled = self._misses >= self.MISSES
                 self._done, self._since = 0, now
             # one waiter per slot freed: waking them all (up to the ceiling) made each finish cost
             # dozens of wake-ups that found no slot and slept again
