@@ -63,14 +63,7 @@ def refresh(
         return report
     for start in range(0, len(urls), MAX_URLS_PER_CALL):
         batch = urls[start : start + MAX_URLS_PER_CALL]
-        request = request_class()
-        request.set_ObjectPath("\n".join(batch))
-        request.set_ObjectType("File")
-        request.set_accept_format("json")
-        if endpoint:
-            parts = urlsplit(endpoint)
-            request.set_endpoint(parts.netloc)
-            request.set_protocol_type(parts.scheme or "https")
+        request = refresh_request(request_class, batch, endpoint)
         try:
             answer = json.loads(client.do_action_with_exception(request))
         except exceptions.ServerException as exc:
@@ -93,6 +86,25 @@ def refresh(
     else:
         log.info("CDN refresh of %d URLs submitted (tasks %s)", report.refreshed, ", ".join(report.task_ids))
     return report
+
+
+def refresh_request(request_class: Any, batch: Sequence[str], endpoint: str = "") -> Any:
+    """One RefreshObjectCaches call for `batch`, over HTTPS: the SDK's default is plain HTTP, which
+    would carry the AccessKeyId and STS token in the clear. Only an `endpoint` that says http://
+    (a local test endpoint) is called without TLS."""
+    from aliyunsdkcore.http import protocol_type  # the SDK compares these by identity
+
+    request = request_class()
+    request.set_ObjectPath("\n".join(batch))
+    request.set_ObjectType("File")
+    request.set_accept_format("json")
+    request.set_protocol_type(protocol_type.HTTPS)
+    if endpoint:
+        parts = urlsplit(endpoint)
+        request.set_endpoint(parts.netloc)
+        if parts.scheme.lower() == "http":
+            request.set_protocol_type(protocol_type.HTTP)
+    return request
 
 
 def _sdk(credentials: Credentials, region: str) -> tuple[Any, Any, Any]:

@@ -7,13 +7,15 @@ import base64
 import hashlib
 import hmac
 import json
+import ssl
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 
-from cdn_io import refresh_urls_for
+from cdn_io import refresh_request, refresh_urls_for
 from localoss import LocalOss
 from tests.archives import pack_tar
 from tests.conftest import AK, REGION, STS
@@ -90,6 +92,20 @@ def test_urls_for_changed_paths():
     ]
 
 
+def test_refresh_calls_go_over_https_unless_the_endpoint_says_http():
+    """The CDN SDK's default is plain HTTP, and it enables TLS only for its own "https" constant
+    (compared by identity): a call must carry that constant unless a test endpoint asks for http."""
+    from aliyunsdkcdn.request.v20180510.RefreshObjectCachesRequest import RefreshObjectCachesRequest
+    from aliyunsdkcore.http import protocol_type
+
+    urls = ["https://www.example.com/index.html"]
+    assert refresh_request(RefreshObjectCachesRequest, urls).get_protocol_type() is protocol_type.HTTPS
+    https = "".join(["https", "://cdn.example.com:8443"])  # a string built at run time, as from the environment
+    assert refresh_request(RefreshObjectCachesRequest, urls, https).get_protocol_type() is protocol_type.HTTPS
+    http = refresh_request(RefreshObjectCachesRequest, urls, "http://127.0.0.1:8080")
+    assert http.get_protocol_type() is protocol_type.HTTP and http.endpoint == "127.0.0.1:8080"
+
+
 def test_refresh_after_deploy_names_only_changed_unhashed_urls(oss, cdn_api, tmp_path):
     rt = start_runtime(
         {"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_CDN_ENDPOINT": f"http://127.0.0.1:{cdn_api.server_port}"}
@@ -133,6 +149,41 @@ def test_quota_exhaustion_is_reported_and_the_deploy_stands(oss, cdn_api):
         assert STS.access_key_secret not in resp.body.decode()
     finally:
         assert rt.stop() == 0
+
+
+def test_a_cdn_api_whose_certificate_does_not_verify_is_refused(oss, tmp_path):
+    """The CDN SDK verifies TLS against the bundled CAs: a self-signed endpoint never sees the call
+    (nor the STS token), and the error says why, not that a CA bundle is missing."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    cdn_api = ThreadingHTTPServer(("127.0.0.1", 0), FakeCdnApi)
+    cdn_api.api = {"calls": [], "quota_left": None}  # type: ignore[attr-defined]
+    cdn_api.socket = context.wrap_socket(cdn_api.socket, server_side=True)
+    threading.Thread(target=cdn_api.serve_forever, daemon=True).start()
+    rt = start_runtime(
+        {"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_CDN_ENDPOINT": f"https://127.0.0.1:{cdn_api.server_port}"}
+    )
+    try:
+        event = {"source": "oss://src/tiny.tar.gz", "target": "oss://site/tls/", "cdn": ["www.example.com"]}
+        resp = rt.invoke(event, headers=CREDS)
+        assert resp.status == 200, resp.body
+        cdn = resp.json()["cdn"]
+        assert cdn["refreshed"] == 0 and "could not be reached" in cdn["error"]
+        assert "CERTIFICATE_VERIFY_FAILED" in cdn["error"], cdn["error"]
+        assert cdn_api.api["calls"] == []  # type: ignore[attr-defined]
+        assert raw(oss, "site").object_exists("tls/index.html")
+        assert STS.security_token not in resp.body.decode()
+    finally:
+        assert rt.stop() == 0
+        cdn_api.shutdown()
+        cdn_api.server_close()
 
 
 def test_cdn_field_is_validated(oss):
