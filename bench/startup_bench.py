@@ -24,15 +24,24 @@ BUILD_VENV = os.path.join(ROOT, os.environ.get("BUILD_VENV", ".venv-build"))
 FLOOR_BIN = os.path.join(ROOT, "build", "floor", "floor")
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_env() -> dict[str, str]:
+    """The environment a start is measured in: none of FC's or fcbuild's settings, a fresh workspace root."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FC_", "FCBUILD_", "ALIBABA_CLOUD_"))}
+    env["FCBUILD_WORKSPACE_ROOT"] = tempfile.mkdtemp(prefix="fcbuild-bench-")
+    return env
+
+
 def start_to_first_answer(argv: list[str], runs: int, method: str = "GET", path: str = "/health") -> list[tuple]:
     """(exec -> port accepts a connection, exec -> first answer to `method path`) for each start."""
     times = []
     for _ in range(runs):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("FC_", "FCBUILD_", "ALIBABA_CLOUD_"))}
-        env["FCBUILD_WORKSPACE_ROOT"] = tempfile.mkdtemp(prefix="fcbuild-bench-")
+        port, env = free_port(), start_env()
         started = time.perf_counter()
         proc = subprocess.Popen(
             argv + [str(port), "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env

@@ -24,8 +24,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD_VENV = os.path.join(ROOT, ".venv-build", "bin")
+from startup_bench import BUILD_VENV, ROOT, free_port, start_env
+
+BUILD_BIN = os.path.join(BUILD_VENV, "bin")
 
 
 def build_sh_options(*, hidden: bool) -> list[str]:
@@ -44,29 +45,21 @@ def build_sh_options(*, hidden: bool) -> list[str]:
 
 
 def freeze(script: str, name: str, work: str, *, hidden: bool) -> str:
-    argv = [os.path.join(BUILD_VENV, "pyinstaller"), "--onefile", "--noconfirm", "--log-level", "WARN"]
+    argv = [os.path.join(BUILD_BIN, "pyinstaller"), "--onefile", "--noconfirm", "--log-level", "WARN"]
     argv += ["--name", name, "--distpath", work, "--workpath", os.path.join(work, "build-" + name)]
     argv += ["--specpath", os.path.join(work, "build-" + name), "--python-option", "X importtime"]
     subprocess.run(argv + build_sh_options(hidden=hidden) + [os.path.join(ROOT, script)], check=True, cwd=ROOT)
     return os.path.join(work, name)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def imports_before_port(binary: str) -> dict[str, int]:
     """{module: own import time in µs} of one start, up to the moment its port accepts a connection."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FC_", "FCBUILD_", "ALIBABA_CLOUD_"))}
-    env["FCBUILD_WORKSPACE_ROOT"] = tempfile.mkdtemp(prefix="fcbuild-bench-")
     proc = subprocess.Popen(
         [binary, str(port), "--host", "127.0.0.1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=env,
+        env=start_env(),
         start_new_session=True,  # the bootloader's child as well
     )
     deadline = time.monotonic() + 30
@@ -90,7 +83,7 @@ def imports_before_port(binary: str) -> dict[str, int]:
 def unpacked(binary: str) -> dict[str, int]:
     """{name: bytes} the onefile bootloader writes out at each start (binaries and data)."""
     out = subprocess.run(
-        [os.path.join(BUILD_VENV, "pyi-archive_viewer"), "--list", binary], capture_output=True, text=True, check=True
+        [os.path.join(BUILD_BIN, "pyi-archive_viewer"), "--list", binary], capture_output=True, text=True, check=True
     ).stdout
     files = {}
     for line in out.splitlines():
@@ -104,7 +97,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--starts", type=int, default=9)
     args = parser.parse_args()
-    if not os.path.exists(os.path.join(BUILD_VENV, "pyinstaller")):
+    if not os.path.exists(os.path.join(BUILD_BIN, "pyinstaller")):
         sys.exit("no .venv-build: run make bootstrap first")
     work = tempfile.mkdtemp(prefix="fcbuild-startup-imports-")
     ours = freeze("fc_runtime.py", "fcbuild-importtime", work, hidden=True)
