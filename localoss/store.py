@@ -97,10 +97,7 @@ class Store:
         if config is None:
             _remove(path)
             return
-        tmp = self.temp_path(bucket)
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(config, f)
-        os.replace(tmp, path)
+        os.replace(self._temp_json(bucket, config), path)
 
     def read_fresh(self, bucket: str, key: str) -> tuple[ObjectMeta, BinaryIO] | None:
         """The object as it is on disk now (another process may have written it), opened: its
@@ -141,6 +138,13 @@ class Store:
     def temp_path(self, bucket: str) -> str:
         return self._dir(bucket, "tmp", uuid.uuid4().hex)
 
+    def _temp_json(self, bucket: str, doc: Mapping[str, Any]) -> str:
+        """`doc` written to a new temporary file of the bucket, to be renamed into place."""
+        path = self.temp_path(bucket)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        return path
+
     def get(self, bucket: str, key: str) -> ObjectMeta:
         meta = self.objects(bucket).get(key)
         if meta is None:
@@ -155,9 +159,7 @@ class Store:
         meta.data_file = uuid.uuid4().hex
         os.rename(temp_file, self._dir(bucket, "objects", meta.data_file))
         meta_path = self._meta_path(bucket, meta.key)
-        tmp_meta = self.temp_path(bucket)  # written outside the lock: only the switch is serialised
-        with open(tmp_meta, "w", encoding="utf-8") as f:
-            json.dump(meta.__dict__, f)
+        tmp_meta = self._temp_json(bucket, meta.__dict__)  # outside the lock: only the switch is serialised
         try:
             with self._lock:
                 index = self.objects(bucket)
@@ -178,10 +180,7 @@ class Store:
         with self._lock:
             meta = self.get(bucket, key)
             meta.acl = acl
-            tmp_meta = self.temp_path(bucket)
-            with open(tmp_meta, "w", encoding="utf-8") as f:
-                json.dump(meta.__dict__, f)
-            os.replace(tmp_meta, self._meta_path(bucket, key))
+            os.replace(self._temp_json(bucket, meta.__dict__), self._meta_path(bucket, key))
 
     def delete(self, bucket: str, key: str) -> bool:
         meta_path = self._meta_path(bucket, key)
