@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import ssl
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -18,7 +17,7 @@ import pytest
 from cdn_io import refresh_request, refresh_urls_for
 from localoss import LocalOss
 from tests.archives import pack_tar
-from tests.conftest import AK, REGION, STS
+from tests.conftest import AK, REGION, STS, self_signed_tls
 from tests.runtime_proc import start_runtime
 from tests.test_e2e_build import CREDS, TINY, raw
 
@@ -65,13 +64,22 @@ class FakeCdnApi(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def cdn_api():
+def serve_cdn_api(tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
+    """The local CDN API, serving on a thread; over TLS with `tls`."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeCdnApi)
     server.api = {"calls": [], "quota_left": None}  # type: ignore[attr-defined]
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def cdn_api():
+    server = serve_cdn_api()
     yield server
     server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture
@@ -133,55 +141,40 @@ def test_refresh_after_deploy_names_only_changed_unhashed_urls(oss, cdn_api, tmp
         assert rt.stop() == 0
 
 
-def test_quota_exhaustion_is_reported_and_the_deploy_stands(oss, cdn_api):
-    cdn_api.api["quota_left"] = 0
-    rt = start_runtime(
-        {"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_CDN_ENDPOINT": f"http://127.0.0.1:{cdn_api.server_port}"}
-    )
+def deploy_with_failed_refresh(oss, cdn_endpoint: str, prefix: str) -> dict:  # type: ignore[no-untyped-def]
+    """Deploy the tiny site to `prefix` with a refresh through `cdn_endpoint` that fails: the deploy
+    stands and no credential is in the answer. Returns the answer's `cdn` report."""
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_CDN_ENDPOINT": cdn_endpoint})
     try:
-        event = {"source": "oss://src/tiny.tar.gz", "target": "oss://site/q/", "cdn": ["www.example.com"]}
+        event = {"source": "oss://src/tiny.tar.gz", "target": f"oss://site/{prefix}", "cdn": ["www.example.com"]}
         resp = rt.invoke(event, headers=CREDS)
         assert resp.status == 200, resp.body
+        assert raw(oss, "site").object_exists(f"{prefix}index.html")
+        body = resp.body.decode()
+        assert STS.access_key_secret not in body and STS.security_token not in body
         cdn = resp.json()["cdn"]
-        assert cdn["refreshed"] == 0 and "daily refresh quota is used up" in cdn["error"]
-        assert "QuotaExceeded.Refresh" in cdn["error"]
-        assert raw(oss, "site").object_exists("q/index.html")
-        assert STS.access_key_secret not in resp.body.decode()
+        assert cdn["refreshed"] == 0
+        return cdn
     finally:
         assert rt.stop() == 0
+
+
+def test_quota_exhaustion_is_reported_and_the_deploy_stands(oss, cdn_api):
+    cdn_api.api["quota_left"] = 0
+    cdn = deploy_with_failed_refresh(oss, f"http://127.0.0.1:{cdn_api.server_port}", "q/")
+    assert "daily refresh quota is used up" in cdn["error"] and "QuotaExceeded.Refresh" in cdn["error"]
 
 
 def test_a_cdn_api_whose_certificate_does_not_verify_is_refused(oss, tmp_path):
     """The CDN SDK verifies TLS against the bundled CAs: a self-signed endpoint never sees the call
     (nor the STS token), and the error says why, not that a CA bundle is missing."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    cdn_api = ThreadingHTTPServer(("127.0.0.1", 0), FakeCdnApi)
-    cdn_api.api = {"calls": [], "quota_left": None}  # type: ignore[attr-defined]
-    cdn_api.socket = context.wrap_socket(cdn_api.socket, server_side=True)
-    threading.Thread(target=cdn_api.serve_forever, daemon=True).start()
-    rt = start_runtime(
-        {"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_CDN_ENDPOINT": f"https://127.0.0.1:{cdn_api.server_port}"}
-    )
+    cdn_api = serve_cdn_api(self_signed_tls(tmp_path))
     try:
-        event = {"source": "oss://src/tiny.tar.gz", "target": "oss://site/tls/", "cdn": ["www.example.com"]}
-        resp = rt.invoke(event, headers=CREDS)
-        assert resp.status == 200, resp.body
-        cdn = resp.json()["cdn"]
-        assert cdn["refreshed"] == 0 and "could not be reached" in cdn["error"]
+        cdn = deploy_with_failed_refresh(oss, f"https://127.0.0.1:{cdn_api.server_port}", "tls/")
+        assert "could not be reached" in cdn["error"]
         assert "CERTIFICATE_VERIFY_FAILED" in cdn["error"], cdn["error"]
         assert cdn_api.api["calls"] == []  # type: ignore[attr-defined]
-        assert raw(oss, "site").object_exists("tls/index.html")
-        assert STS.security_token not in resp.body.decode()
     finally:
-        assert rt.stop() == 0
         cdn_api.shutdown()
         cdn_api.server_close()
 

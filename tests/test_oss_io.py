@@ -7,8 +7,6 @@ import hashlib
 import http.server
 import logging
 import os
-import ssl
-import subprocess
 import threading
 import time
 
@@ -20,7 +18,7 @@ from context import Credentials, FcContext
 from errors import AccessDenied, DownloadFailed, SourceNotFound, UploadFailed
 from localoss import Faults
 from settings import PipelineSettings
-from tests.conftest import AK, REGION, STS
+from tests.conftest import AK, REGION, STS, self_signed_tls
 
 log = logging.getLogger("test")
 
@@ -331,17 +329,8 @@ def test_no_proxy_covering_the_endpoint_sends_directly(recording_proxy, local_os
 def test_an_endpoint_whose_certificate_does_not_verify_gets_nothing(recording_proxy, tmp_path):
     """TLS is verified (against certifi's CAs): a self-signed endpoint never sees a request, so never the
     STS token either."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.socket = self_signed_tls(tmp_path).wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _, seen = recording_proxy  # the handler's record, emptied by the fixture
     try:
