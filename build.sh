@@ -70,28 +70,37 @@ libgcc_s=$(readlink -f "$(gcc -print-file-name=libgcc_s.so.1)")
 [ -f "$libgcc_s" ] || die "no libgcc_s.so.1 found through gcc: apt-get install libgcc-s1"
 
 rm -rf "$WORK" "$DIST/fcbuild-onefile" "$DIST/bootstrap"
-mkdir -p "$WORK"
-"$BUILD_VENV/bin/pyi-makespec" --onefile --log-level WARN --strip --name fcbuild-onefile --specpath "$WORK" \
+# Level 0: the archive and the modules in it are stored, not deflated. The bootloader unpacks the
+# whole archive at every start and each import reads its module from it; inflating was ~100 ms of a
+# ~260 ms start and ~20 ms of the first build's imports. The binary doubles (~27 MB); the FC code zip
+# deflates it (10.5 MB either way). PyInstaller reads this variable when it writes the archives.
+PYINSTALLER_ZLIB_COMPRESSION_LEVEL=0 "$BUILD_VENV/bin/pyinstaller" --onefile --noconfirm --clean --log-level WARN --strip \
+    --name fcbuild-onefile --distpath "$DIST" --workpath "$WORK" --specpath "$WORK" \
     --add-binary "$libgcc_s:." \
     --hidden-import build_pipeline --hidden-import crcmod._crcfunext --hidden-import cdn_io \
     --hidden-import aliyunsdkcdn.request.v20180510.RefreshObjectCachesRequest \
-    "${exclude_args[@]}" fc_runtime.py >/dev/null
-# The archive is stored, not deflated: the bootloader unpacks all of it at every start, and inflating
-# it was a third of the start (~95 ms of ~280 here). The binary doubles; the FC code zip deflates it
-# (10.5 MB either way). PyInstaller has no option for it, only the spec's cdict (empty: none compressed).
-"$BUILD_VENV/bin/python" - "$WORK/fcbuild-onefile.spec" <<'PY'
+    "${exclude_args[@]}" fc_runtime.py
+"$BUILD_VENV/bin/python" - "$DIST/fcbuild-onefile" <<'PY' || die "the archive is deflated: PyInstaller ignored PYINSTALLER_ZLIB_COMPRESSION_LEVEL"
+# Every zlib stream in the archive and in its module archive must be stored (level 0 or 1: the
+# FLEVEL bits of the stream's second byte are 0). A deflated one costs every start again.
 import sys
+from PyInstaller.archive.readers import CArchiveReader
 path = sys.argv[1]
-with open(path, encoding="utf-8") as f:
-    spec = f.read()
-anchor = "\n    name='fcbuild-onefile',\n"
-if spec.count(anchor) != 1:
-    sys.exit(f"build.sh: the EXE of {path} is not laid out as expected; cannot store its archive uncompressed")
-with open(path, "w", encoding="utf-8") as f:
-    f.write(spec.replace(anchor, "\n    cdict={}," + anchor))
+archive = CArchiveReader(path)
+with open(path, "rb") as f:
+    def head(offset):
+        f.seek(offset)
+        return f.read(2)
+    heads = [head(archive._start_offset + e[0]) for e in archive.toc.values() if e[3] and e[1] >= 2]
+    for name, entry in archive.toc.items():
+        if entry[4] == "z":
+            pyz = archive.open_embedded_archive(name)
+            heads += [head(pyz._start_offset + offset) for _, offset, _ in pyz.toc.values()]
+deflated = [h for h in heads if h[0] & 0x0F == 8 and h[1] >> 6 != 0]
+if deflated or len(heads) < 100:
+    print(f"{path}: {len(deflated)} of {len(heads)} zlib streams deflated", file=sys.stderr)
+    sys.exit(1)
 PY
-"$BUILD_VENV/bin/pyinstaller" --noconfirm --clean --log-level WARN --distpath "$DIST" --workpath "$WORK" \
-    "$WORK/fcbuild-onefile.spec"
 # --no-compress: the FC code zip compresses anyway, and unpacking xz added ~0.5 s to every start.
 PATH="$(cd "$BUILD_VENV/bin" && pwd):$PATH" "$BUILD_VENV/bin/staticx" --no-compress "$DIST/fcbuild-onefile" "$DIST/bootstrap"
 rm -f "$DIST/fcbuild-onefile"

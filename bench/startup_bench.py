@@ -4,7 +4,7 @@
 
 - `python fc_runtime.py` and `python bench/floor_server.py` (a stdlib-only server) from source;
 - `dist/bootstrap` (make bootstrap) and the same floor server frozen the same way (PyInstaller
-  onefile with its archive stored, not deflated, + staticx --no-compress, built here into build/floor/
+  onefile with its archives stored, not deflated, + staticx --no-compress, built here into build/floor/
   with the build venv, again whenever build.sh or this file is newer).
 """
 
@@ -94,22 +94,11 @@ def build_floor() -> None:
     if not os.path.exists(os.path.join(tool, "staticx")):
         sys.exit("no build venv: run make bootstrap first")
     subprocess.run(
-        [os.path.join(tool, "pyi-makespec"), "--onefile", "--log-level", "WARN", "--strip",
-         "--name", "floor-onefile", "--specpath", work, os.path.join(ROOT, "bench", "floor_server.py")],
-        check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    spec = os.path.join(work, "floor-onefile.spec")
-    with open(spec, encoding="utf-8") as f:
-        text = f.read()
-    anchor = "\n    name='floor-onefile',\n"
-    if text.count(anchor) != 1:
-        sys.exit(f"{spec}: the EXE is not laid out as build.sh expects")
-    with open(spec, "w", encoding="utf-8") as f:
-        f.write(text.replace(anchor, "\n    cdict={}," + anchor))  # stored, as build.sh does
-    subprocess.run(
-        [os.path.join(tool, "pyinstaller"), "--noconfirm", "--log-level", "WARN", "--distpath", work,
-         "--workpath", os.path.join(work, "w"), spec],
+        [os.path.join(tool, "pyinstaller"), "--onefile", "--noconfirm", "--log-level", "WARN", "--strip",
+         "--name", "floor-onefile", "--distpath", work, "--workpath", os.path.join(work, "w"), "--specpath", work,
+         os.path.join(ROOT, "bench", "floor_server.py")],
         check=True,
+        env=dict(os.environ, PYINSTALLER_ZLIB_COMPRESSION_LEVEL="0"),  # stored, as build.sh does
     )  # fmt: skip
     env = dict(os.environ, PATH=f"{tool}:{os.environ['PATH']}")
     subprocess.run(

@@ -48,7 +48,8 @@ def freeze(script: str, name: str, work: str, *, hidden: bool) -> str:
     argv = [os.path.join(BUILD_BIN, "pyinstaller"), "--onefile", "--noconfirm", "--log-level", "WARN"]
     argv += ["--name", name, "--distpath", work, "--workpath", os.path.join(work, "build-" + name)]
     argv += ["--specpath", os.path.join(work, "build-" + name), "--python-option", "X importtime"]
-    subprocess.run(argv + build_sh_options(hidden=hidden) + [os.path.join(ROOT, script)], check=True, cwd=ROOT)
+    env = dict(os.environ, PYINSTALLER_ZLIB_COMPRESSION_LEVEL="0")  # stored, as build.sh does
+    subprocess.run(argv + build_sh_options(hidden=hidden) + [os.path.join(ROOT, script)], check=True, cwd=ROOT, env=env)
     return os.path.join(work, name)
 
 
