@@ -5,7 +5,9 @@
 - `python fc_runtime.py` and `python bench/floor_server.py` (a stdlib-only server) from source;
 - `dist/bootstrap` (make bootstrap) and the same floor server frozen the same way (PyInstaller
   onefile with its archives stored, not deflated, + staticx --no-compress, built here into build/floor/
-  with the build venv, again whenever build.sh or this file is newer).
+  with the build venv, again whenever build.sh or this file is newer);
+- dist/bootstrap's first and second POST /invoke after /initialize: what a cold instance's first
+  build waits for (the build pipeline's import) that a warm instance's does not.
 """
 
 from __future__ import annotations
@@ -81,6 +83,49 @@ def interleaved(argvs: list[list[str]], runs: int, method: str = "GET", path: st
     return results
 
 
+def first_invokes(argv: list[str], runs: int) -> list[tuple[float, float]]:
+    """(first /invoke, second /invoke) answer times after FC's POST /initialize, for each start. The
+    request is rejected (no source) once the build pipeline is loaded: the first call waits for its
+    import (a cold instance), the second does not (a warm one)."""
+    times = []
+    for _ in range(runs):
+        port = free_port()
+        proc = subprocess.Popen(
+            argv + [str(port), "--host", "127.0.0.1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=start_env(),
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    conn.connect()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"{argv} did not start") from None
+                    time.sleep(0.001)
+            conn.request("POST", "/initialize", body=b"")
+            conn.getresponse().read()
+            pair = []
+            for _ in range(2):
+                started = time.perf_counter()
+                conn.request("POST", "/invoke", body=b"{}")
+                answer = conn.getresponse()
+                body = answer.read()
+                pair.append(time.perf_counter() - started)
+                if b"InvalidRequest" not in body:
+                    raise RuntimeError(f"unexpected answer to an empty build request: {answer.status} {body[:200]!r}")
+            conn.close()
+            times.append((pair[0], pair[1]))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    return times
+
+
 def ms(values) -> str:  # type: ignore[no-untyped-def]
     return f"{statistics.median(values) * 1000:5.0f} ms"
 
@@ -134,6 +179,10 @@ def main() -> int:
     print(f"  port accepts a connection          {ms(opened)}")
     print(f"  /initialize answered               {ms(initialized)}")
     print(f"  answered after the port opened     {ms([i - o for o, i in times])}")
+    pairs = first_invokes([bootstrap], args.starts)
+    print("dist/bootstrap, POST /invoke right after /initialize (a request rejected once the pipeline is loaded):")
+    print(f"  first, on a cold instance          {ms([cold for cold, _ in pairs])}")
+    print(f"  second, on the same warm instance  {ms([warm for _, warm in pairs])}")
     for name, path in (("dist/bootstrap", bootstrap), ("frozen floor", FLOOR_BIN)):
         print(f"  size of {name}: {os.path.getsize(path) / 2**20:.1f} MiB")
     return 0
