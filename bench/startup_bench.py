@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -135,6 +136,7 @@ def build_floor() -> None:
     if os.path.exists(FLOOR_BIN) and os.path.getmtime(FLOOR_BIN) > max(map(os.path.getmtime, route)):
         return
     work = os.path.join(ROOT, "build", "floor")
+    shutil.rmtree(work, ignore_errors=True)  # PyInstaller would reuse its cached archives, whatever the route
     tool = os.path.join(BUILD_VENV, "bin")
     if not os.path.exists(os.path.join(tool, "staticx")):
         sys.exit("no build venv: run make bootstrap first")
