@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import ssl
 import threading
 import time
 import urllib.parse
@@ -18,7 +19,7 @@ import pytest
 
 from localoss import LocalOss
 from tests.archives import pack_tar
-from tests.conftest import AK, REGION, STS
+from tests.conftest import AK, REGION, STS, self_signed_tls
 from tests.runtime_proc import function_error, start_runtime
 from tests.test_e2e_build import CREDS, TINY
 
@@ -32,16 +33,18 @@ class Receiver(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, kind: str, status: int = 200, hang: bool = False) -> None:
+    def __init__(self, kind: str, status: int = 200, hang: bool = False, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), ReceiverHandler)
-        self.kind, self.status, self.hang = kind, status, hang
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+        self.kind, self.status, self.hang, self.scheme = kind, status, hang, "https" if tls else "http"
         self.got: list[dict] = []
         self.release = threading.Event()
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook?access_token=tok-{self.kind}-123456"
+        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}/hook?access_token=tok-{self.kind}-123456"
 
     def verify(self, path: str, headers: dict, body: bytes) -> bool:
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(path).query))
@@ -213,3 +216,25 @@ def test_failing_hooks_never_fail_or_hold_up_the_build(oss, runtime):
         assert len(broken.got) == 3  # tried three times
     finally:
         hanging.release.set()
+
+
+def test_hooks_over_https_trust_certifis_bundle_not_the_system_store(oss, tmp_path):
+    """Receivers are verified against certifi's CA bundle, as the OSS and CDN clients are: the same
+    trust on any image. A receiver whose certificate only SSL_CERT_FILE (the system store's override)
+    vouches for is refused, and gets nothing."""
+    receiver = Receiver("webhook", tls=self_signed_tls(tmp_path))
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, "SSL_CERT_FILE": str(tmp_path / "cert.pem")})
+    try:
+        event = {
+            "source": "oss://src/tiny.tar.gz",
+            "target": "oss://site/tlshooks/",
+            "notify": [{"url": receiver.url, "secret": SECRET}],
+        }
+        resp = rt.invoke(event, headers=CREDS, request_id="tls-hook-1", timeout=120)
+        assert resp.status == 200, resp.body
+        (note,) = resp.json()["notifications"]
+        assert note["ok"] is False and "CERTIFICATE_VERIFY_FAILED" in note["error"], note
+        assert not receiver.got
+        assert SECRET not in rt.output()
+    finally:
+        rt.kill()
