@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import http.client
 import os
 import shutil
@@ -38,6 +39,7 @@ def start_env() -> dict[str, str]:
     """The environment a start is measured in: none of FC's or fcbuild's settings, a fresh workspace root."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FC_", "FCBUILD_", "ALIBABA_CLOUD_"))}
     env["FCBUILD_WORKSPACE_ROOT"] = tempfile.mkdtemp(prefix="fcbuild-bench-")
+    atexit.register(shutil.rmtree, env["FCBUILD_WORKSPACE_ROOT"], ignore_errors=True)
     return env
 
 

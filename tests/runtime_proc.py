@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import atexit
 import http.client
 import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -123,6 +125,13 @@ class RuntimeProcess:
             self.proc.wait(timeout=10)
 
 
+# The folders made here for runtimes (working folders, workspace roots, shared folders) are removed
+# when this process exits: a test run would otherwise leave gigabytes of caches and node_modules
+# behind in /tmp, and a fuller /tmp makes this machine's disk slower for the next measurement.
+_MADE: list[str] = []
+atexit.register(lambda: [shutil.rmtree(path, ignore_errors=True) for path in _MADE])
+
+
 # Eight blocks of build uids per test process (by its pid), taken in turn: two test processes on one
 # machine (a test run beside a benchmark) do not share build users.
 _UID_BLOCKS = (8 * (os.getpid() % 50) + i % 8 for i in itertools.count())
@@ -133,6 +142,7 @@ def shared_dir(prefix: str = "fcbuild-shared-") -> str:
     evidence for the test to read."""
     path = tempfile.mkdtemp(prefix=prefix)
     os.chmod(path, 0o1777)
+    _MADE.append(path)
     return path
 
 
@@ -155,11 +165,15 @@ def start_runtime(
     command: list[str] | None = None,
 ) -> RuntimeProcess:
     """Start fcbuild on port 0 and wait until it has logged the port it bound (no fixed sleep)."""
-    workdir = workdir or tempfile.mkdtemp(prefix="fcbuild-test-")
+    if workdir is None:
+        workdir = tempfile.mkdtemp(prefix="fcbuild-test-")
+        _MADE.append(workdir)
     os.makedirs(workdir, exist_ok=True)
     log_path = os.path.join(workdir, "runtime.log")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "FC_", "FCBUILD_"))}
-    full_env.setdefault("FCBUILD_WORKSPACE_ROOT", workspace_root_for(workdir))
+    if "FCBUILD_WORKSPACE_ROOT" not in (env or {}):
+        full_env["FCBUILD_WORKSPACE_ROOT"] = workspace_root_for(workdir)
+        _MADE.append(full_env["FCBUILD_WORKSPACE_ROOT"])
     if "FCBUILD_BUILD_UIDS" not in full_env:  # runtimes on one machine stand for separate instances
         slots = int(full_env.get("FCBUILD_MAX_BUILDS", "1"))
         first = 21000 + 8 * next(_UID_BLOCKS)
