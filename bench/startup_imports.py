@@ -14,8 +14,10 @@ accepts a connection, and prints:
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -101,6 +103,10 @@ def main() -> int:
     if not os.path.exists(os.path.join(BUILD_BIN, "pyinstaller")):
         sys.exit("no .venv-build: run make bootstrap first")
     work = tempfile.mkdtemp(prefix="fcbuild-startup-imports-")
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    # The binaries are killed at once: what their bootloader unpacked stays in their TMPDIR, this one.
+    os.environ["TMPDIR"] = os.path.join(work, "tmp")
+    os.makedirs(os.environ["TMPDIR"])
     ours = freeze("fc_runtime.py", "fcbuild-importtime", work, hidden=True)
     floor = freeze("bench/floor_server.py", "floor-importtime", work, hidden=False)
     runs: dict[str, list[dict[str, int]]] = {ours: [], floor: []}

@@ -174,6 +174,10 @@ def start_runtime(
     if "FCBUILD_WORKSPACE_ROOT" not in (env or {}):
         full_env["FCBUILD_WORKSPACE_ROOT"] = workspace_root_for(workdir)
         _MADE.append(full_env["FCBUILD_WORKSPACE_ROOT"])
+    if "TMPDIR" not in (env or {}):
+        # The frozen binary's two bootloaders unpack ~40 MB into TMPDIR at each start and leave it
+        # behind when the process is killed: a TMPDIR of its own, removed with the folders above.
+        full_env["TMPDIR"] = shared_dir("fcbuild-tmp-")
     if "FCBUILD_BUILD_UIDS" not in full_env:  # runtimes on one machine stand for separate instances
         slots = int(full_env.get("FCBUILD_MAX_BUILDS", "1"))
         first = 21000 + 8 * next(_UID_BLOCKS)
