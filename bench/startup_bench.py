@@ -23,10 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_VENV = os.path.join(ROOT, os.environ.get("BUILD_VENV", ".venv-build"))
 FLOOR_BIN = os.path.join(ROOT, "build", "floor", "floor")
+# build.sh freezes with this: the onefile archive and the modules in it stored, not deflated
+STORED = {"PYINSTALLER_ZLIB_COMPRESSION_LEVEL": "0"}
 
 
 def free_port() -> int:
@@ -43,8 +47,11 @@ def start_env() -> dict[str, str]:
     return env
 
 
-def start_to_first_answer(argv: list[str], runs: int, method: str = "GET", path: str = "/health") -> list[tuple]:
-    """(exec -> port accepts a connection, exec -> first answer to `method path`) for each start."""
+def start_to_first_answer(
+    argv: list[str], runs: int, method: str = "GET", path: str = "/health", then: Callable[[int], Any] | None = None
+) -> list[tuple]:
+    """(exec -> port accepts a connection, exec -> first answer to `method path`) for each start, and
+    with `then`, what then(port) returns, asked while the process still runs."""
     times = []
     for _ in range(runs):
         port, env = free_port(), start_env()
@@ -52,27 +59,29 @@ def start_to_first_answer(argv: list[str], runs: int, method: str = "GET", path:
         proc = subprocess.Popen(
             argv + [str(port), "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
         )
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.connect()
-                opened = time.perf_counter() - started
-                conn.request(method, path, body=b"" if method == "POST" else None)
-                conn.getresponse().read()
-                conn.close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{argv} exited with {proc.returncode}") from None
-                time.sleep(0.001)
-        times.append((opened, time.perf_counter() - started))
-        proc.terminate()
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            print(f"  {argv[0]} (pid {proc.pid}) did not exit within 10 s of SIGTERM", file=sys.stderr)
-            proc.kill()
-            raise
+            while True:
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    conn.connect()
+                    opened = time.perf_counter() - started
+                    conn.request(method, path, body=b"" if method == "POST" else None)
+                    conn.getresponse().read()
+                    conn.close()
+                    break
+                except OSError:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{argv} exited with {proc.returncode}") from None
+                    time.sleep(0.001)
+            times.append((opened, time.perf_counter() - started) + ((then(port),) if then else ()))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                print(f"  {argv[0]} (pid {proc.pid}) did not exit within 10 s of SIGTERM", file=sys.stderr)
+                proc.kill()
+                raise
     return times
 
 
@@ -86,47 +95,22 @@ def interleaved(argvs: list[list[str]], runs: int, method: str = "GET", path: st
     return results
 
 
-def first_invokes(argv: list[str], runs: int) -> list[tuple[float, float]]:
-    """(first /invoke, second /invoke) answer times after FC's POST /initialize, for each start. The
-    request is rejected (no source) once the build pipeline is loaded: the first call waits for its
-    import (a cold instance), the second does not (a warm one)."""
-    times = []
-    for _ in range(runs):
-        port = free_port()
-        proc = subprocess.Popen(
-            argv + [str(port), "--host", "127.0.0.1"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=start_env(),
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                    conn.connect()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"{argv} did not start") from None
-                    time.sleep(0.001)
-            conn.request("POST", "/initialize", body=b"")
-            conn.getresponse().read()
-            pair = []
-            for _ in range(2):
-                started = time.perf_counter()
-                conn.request("POST", "/invoke", body=b"{}")
-                answer = conn.getresponse()
-                body = answer.read()
-                pair.append(time.perf_counter() - started)
-                if b"InvalidRequest" not in body:
-                    raise RuntimeError(f"unexpected answer to an empty build request: {answer.status} {body[:200]!r}")
-            conn.close()
-            times.append((pair[0], pair[1]))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-    return times
+def invoke_twice(port: int) -> tuple[float, float]:
+    """The answer times of an instance's first and second POST /invoke. The request is rejected (no
+    source) once the build pipeline is loaded: the first call waits for its import (a cold instance),
+    the second does not (a warm one)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    pair = []
+    for _ in range(2):
+        started = time.perf_counter()
+        conn.request("POST", "/invoke", body=b"{}")
+        answer = conn.getresponse()
+        body = answer.read()
+        pair.append(time.perf_counter() - started)
+        if b"InvalidRequest" not in body:
+            raise RuntimeError(f"unexpected answer to an empty build request: {answer.status} {body[:200]!r}")
+    conn.close()
+    return pair[0], pair[1]
 
 
 def ms(values) -> str:  # type: ignore[no-untyped-def]
@@ -147,7 +131,7 @@ def build_floor() -> None:
          "--name", "floor-onefile", "--distpath", work, "--workpath", os.path.join(work, "w"), "--specpath", work,
          os.path.join(ROOT, "bench", "floor_server.py")],
         check=True,
-        env=dict(os.environ, PYINSTALLER_ZLIB_COMPRESSION_LEVEL="0"),  # stored, as build.sh does
+        env={**os.environ, **STORED},
     )  # fmt: skip
     env = dict(os.environ, PATH=f"{tool}:{os.environ['PATH']}")
     subprocess.run(
@@ -177,16 +161,15 @@ def main() -> int:
         answers[name] = statistics.median(t for _, t in times)
         print(f"  {name:34s} {ms([t for _, t in times])}")
     print(f"  dist/bootstrap / frozen floor: {answers['dist/bootstrap'] / answers[targets[3][0]]:.2f}x")
-    times = start_to_first_answer([bootstrap], args.starts, "POST", "/initialize")
-    opened, initialized = [t for t, _ in times], [t for _, t in times]
+    times = start_to_first_answer([bootstrap], args.starts, "POST", "/initialize", then=invoke_twice)
+    opened, initialized = [t[0] for t in times], [t[1] for t in times]
     print("dist/bootstrap, exec to FC's first lifecycle call (POST /initialize):")
     print(f"  port accepts a connection          {ms(opened)}")
     print(f"  /initialize answered               {ms(initialized)}")
-    print(f"  answered after the port opened     {ms([i - o for o, i in times])}")
-    pairs = first_invokes([bootstrap], args.starts)
+    print(f"  answered after the port opened     {ms([t[1] - t[0] for t in times])}")
     print("dist/bootstrap, POST /invoke right after /initialize (a request rejected once the pipeline is loaded):")
-    print(f"  first, on a cold instance          {ms([cold for cold, _ in pairs])}")
-    print(f"  second, on the same warm instance  {ms([warm for _, warm in pairs])}")
+    print(f"  first, on a cold instance          {ms([t[2][0] for t in times])}")
+    print(f"  second, on the same warm instance  {ms([t[2][1] for t in times])}")
     for name, path in (("dist/bootstrap", bootstrap), ("frozen floor", FLOOR_BIN)):
         print(f"  size of {name}: {os.path.getsize(path) / 2**20:.1f} MiB")
     return 0

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from startup_bench import BUILD_VENV, ROOT, free_port, start_env
+from startup_bench import BUILD_VENV, ROOT, STORED, free_port, start_env
 
 BUILD_BIN = os.path.join(BUILD_VENV, "bin")
 
@@ -50,7 +50,7 @@ def freeze(script: str, name: str, work: str, *, hidden: bool) -> str:
     argv = [os.path.join(BUILD_BIN, "pyinstaller"), "--onefile", "--noconfirm", "--log-level", "WARN"]
     argv += ["--name", name, "--distpath", work, "--workpath", os.path.join(work, "build-" + name)]
     argv += ["--specpath", os.path.join(work, "build-" + name), "--python-option", "X importtime"]
-    env = dict(os.environ, PYINSTALLER_ZLIB_COMPRESSION_LEVEL="0")  # stored, as build.sh does
+    env = {**os.environ, **STORED}
     subprocess.run(argv + build_sh_options(hidden=hidden) + [os.path.join(ROOT, script)], check=True, cwd=ROOT, env=env)
     return os.path.join(work, name)
 
