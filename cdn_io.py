@@ -98,12 +98,10 @@ def refresh_request(request_class: Any, batch: Sequence[str], endpoint: str = ""
     request.set_ObjectPath("\n".join(batch))
     request.set_ObjectType("File")
     request.set_accept_format("json")
-    request.set_protocol_type(protocol_type.HTTPS)
+    parts = urlsplit(endpoint)
     if endpoint:
-        parts = urlsplit(endpoint)
         request.set_endpoint(parts.netloc)
-        if parts.scheme.lower() == "http":
-            request.set_protocol_type(protocol_type.HTTP)
+    request.set_protocol_type(protocol_type.HTTP if parts.scheme.lower() == "http" else protocol_type.HTTPS)
     return request
 
 
