@@ -31,6 +31,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+import peer
 import sandbox
 from context import CREDENTIAL_VARS, FcContext, KnownSecrets, redact
 from errors import FcBuildError, InvalidRequest, ShuttingDown
@@ -40,6 +41,9 @@ __version__ = "0.1.0"
 
 HDR_FC_STATUS = "x-fc-status"
 HDR_CONTROL_PATH = "x-fc-control-path"
+# FC marks a request that came through an HTTP trigger or a custom domain with this control path;
+# a client cannot send x-fc-* headers itself (FC refuses them with 400 InvalidArgument).
+CONTROL_PATH_HTTP = "/http-invoke"
 MAX_SYNC_BODY = 32 * 1024 * 1024  # FC's synchronous invocation payload limit
 MAX_DRAIN = 4 * MAX_SYNC_BODY  # read and discard up to this much of a refused body to keep the connection usable
 MAX_JSON_DEPTH = 32  # a build request is 4 levels deep; anything far deeper is not one
@@ -386,6 +390,34 @@ class FcServer(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Called for each new connection before anything is read from it: a build's processes
+        (and whatever they left running) get nothing from the runtime's port, not even an answer."""
+        refusal = self.refusal(request, client_address)
+        if refusal:
+            logger.warning("refused a connection from %s:%s: %s", client_address[0], client_address[1], refusal)
+            return False
+        return True
+
+    def refusal(self, request: Any, client_address: Any) -> str:
+        """Why a connection is refused ("" when it is not): its socket belongs to a build user, to a
+        descendant of the runtime (a build, when builds share the runtime's user), or to nobody any more."""
+        try:
+            who = peer.identify(client_address[:2], request.getsockname()[:2])
+        except (OSError, ValueError) as exc:
+            return f"could not tell who is calling ({exc})"
+        if not who.local:
+            return ""
+        if who.uid is None or not who.inode:
+            return who.describe()
+        first, last = self.config.pipeline.build_uids
+        if sandbox.is_root() and first <= who.uid <= last:
+            return f"{who.describe()}, a build user"
+        holder = peer.held_by_descendant(who.inode)
+        if holder is not None:
+            return f"{who.describe()}, process {holder}, started by a build"
+        return ""
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
         if isinstance(exc, ConnectionError | TimeoutError):
@@ -595,9 +627,19 @@ class FcRequestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         path = urlsplit(self.path).path
-        if path == "/" and self.headers.get(HDR_CONTROL_PATH):
-            path = self.headers[HDR_CONTROL_PATH]  # legacy FC agents post everything to / with this header
-        routes = ROUTES.get(path)
+        control = self.headers.get(HDR_CONTROL_PATH, "")
+        if control == CONTROL_PATH_HTTP:
+            # Through an HTTP trigger: the public internet. It reaches the public routes only.
+            if path not in PUBLIC_ROUTES:
+                self._discard_body()
+                message = f"{path} answers Function Compute's own calls, not requests through an HTTP trigger"
+                self.send_json(403, {"error": "Forbidden", "message": message}, fc_status=False)
+                return
+            routes = PUBLIC_ROUTES[path]
+        else:
+            if path == "/" and control:
+                path = control  # legacy FC agents post everything to / with this header
+            routes = ROUTES.get(path)
         if routes is None:
             self._discard_body()
             self.send_json(404, {"error": "NotFound", "message": f"no such path: {method} {path}"}, fc_status=False)
@@ -759,6 +801,8 @@ ROUTES: dict[str, dict[str, Callable[[FcRequestHandler], None]]] = {
     "/pre-freeze": {"GET": FcRequestHandler.handle_pre_freeze},
     "/health": {"GET": FcRequestHandler.handle_health},
 }
+# What a request through an HTTP trigger may reach (FC marks it with x-fc-control-path /http-invoke).
+PUBLIC_ROUTES: dict[str, dict[str, Callable[[FcRequestHandler], None]]] = {}
 
 
 def take_credentials(environ: Any) -> dict[str, str]:

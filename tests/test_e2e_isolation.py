@@ -170,6 +170,42 @@ def test_nothing_a_build_starts_outlives_its_step(oss, runtime):
     assert "LINGER-MARK" not in after_end
 
 
+def test_a_build_gets_nothing_from_the_runtime_it_runs_under(oss):
+    """Steps: a runtime listening on every address (as on FC); the hostile build's install script
+    and build command ask it, on 127.0.0.1 and 127.0.0.2, for a build and deploy of another site
+    (with no credentials of their own: the runtime would use the function's), /initialize, /health,
+    /pre-stop, and the legacy `POST /` with a control path. Every connection is closed unanswered
+    and logged, nothing is deployed at that target, the runtime keeps running and builds the next
+    request."""
+    rt = start_runtime(runtime_env(oss), args=["0"])
+    try:
+        evidence = shared_dir()
+        env = {
+            "RUNTIME_PORT": str(rt.port),
+            "RUNTIME_HOSTS": "127.0.0.1,127.0.0.2",
+            "RUNTIME_SOURCE": "oss://src/tiny.tar.gz",
+            "RUNTIME_TARGET": "oss://site/door-pwned/",
+        }
+        resp = attack(rt, "door/", "call-runtime", evidence, build={"env": env})
+        assert resp.status == 200, resp.body
+        for phase in ("preinstall", "build"):
+            answers = report(evidence, phase)["callRuntime"]
+            assert len(answers) == 10, answers
+            for answer in answers:
+                assert "status" not in answer, (phase, answer)
+                assert answer["error"] in ("ECONNRESET", "EPIPE", "socket hang up"), (phase, answer)
+        assert not list(oss2.ObjectIteratorV2(site(oss), prefix="door-pwned/"))
+        log = rt.output()
+        assert log.count("refused a connection from") >= 20
+        assert "a build user" in log
+        assert "FC Invoke Start RequestId: from-a-build" not in log
+        assert rt.request("GET", "/health").json()["status"] == "ok"
+        after = rt.invoke({"source": "oss://src/tiny.tar.gz", "target": "oss://site/door-after/"}, headers=HEADER_CREDS)
+        assert after.status == 200, after.body
+    finally:
+        rt.kill()
+
+
 def test_output_dir_through_a_link_is_refused(oss, runtime):
     evidence = shared_dir()
     resp = attack(runtime, "link/", "escape-link", evidence, build={"output_dir": "lnk/etc"})
@@ -339,7 +375,10 @@ def test_a_runtime_that_is_not_root_still_hides_its_memory_and_says_builds_share
         assert "builds run as this runtime's own user" in rt.output()
         python_pid = int(rt.output().split("(pid ", 1)[1].split(")", 1)[0])
         evidence = shared_dir()
-        resp = attack(rt, "nonroot/", "probe", evidence)
+        # The build shares the runtime's user here: the runtime tells it apart as its descendant.
+        door = {"RUNTIME_PORT": str(rt.port), "RUNTIME_SOURCE": "oss://src/tiny.tar.gz"}
+        door["RUNTIME_TARGET"] = "oss://site/nonroot-pwned/"
+        resp = attack(rt, "nonroot/", "probe,call-runtime", evidence, build={"env": door})
         assert resp.status == 200, resp.body
         assert resp.json()["isolation"]["uid"] is None
         for phase in ("preinstall", "build"):
@@ -347,6 +386,9 @@ def test_a_runtime_that_is_not_root_still_hides_its_memory_and_says_builds_share
             assert seen["uid"] == nobody.pw_uid
             assert seen["procs"][str(python_pid)]["environ"] != "ok"
             assert seen["procs"][str(python_pid)]["mem"] != "ok"
+            assert [a for a in seen["callRuntime"] if "status" in a] == [], seen["callRuntime"]
+        assert "started by a build" in rt.output()
+        assert not list(oss2.ObjectIteratorV2(site(oss), prefix="nonroot-pwned/"))
         for secret in HEADER_CREDS.values():
             assert secret.encode() not in everything_in(oss, "site")
     finally:

@@ -139,6 +139,32 @@ def test_control_path_routing(runtime):
     assert resp.status == 200 and resp.json()["initialized"] is True
 
 
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("POST", "/invoke", json.dumps(VALID).encode()),
+        ("POST", "/initialize", b""),
+        ("GET", "/pre-stop", None),
+        ("GET", "/pre-freeze", None),
+        ("GET", "/health", None),
+        ("POST", "/", json.dumps(VALID).encode()),
+    ],
+)
+def test_a_request_through_an_http_trigger_reaches_no_lifecycle_path(runtime, method, path, body):
+    """FC marks a request that came through an HTTP trigger with x-fc-control-path /http-invoke: a
+    stranger's. It is refused before its body is read: no build starts (a valid request with the
+    function's credentials would have reached OSS), the runtime does not stop, and the connection
+    stays usable."""
+    resp = runtime.request(method, path, body, headers={**CRED_HEADERS, "x-fc-control-path": "/http-invoke"})
+    assert resp.status == 403, resp.body
+    assert "x-fc-status" not in resp.headers
+    assert resp.json()["error"] == "Forbidden"
+    assert "HTTP trigger" in resp.json()["message"]
+    assert "FC Invoke Start" not in runtime.output()
+    assert runtime.request("GET", "/health").json()["status"] == "ok"
+    assert runtime.proc.poll() is None
+
+
 def test_unknown_path_is_a_plain_404(runtime):
     resp = runtime.request("GET", "/nope")
     assert resp.status == 404
