@@ -485,6 +485,7 @@ def _run_in_slot(
                 pm, tools = instance.releases.ensure(
                     pm, node.bin_dir, settings.launch_env, registry, log, signatures=signatures
                 )
+                paths = dataclasses.replace(paths, corepack_home=tools.pop("home"))
                 log.info("package manager %s %s runs (corepack, for %s)", pm.name, pm.version, release)
             env = child_env(
                 settings.launch_env,

@@ -7,6 +7,12 @@ Right after the install the release's files are hashed, and the hash is kept in 
 memory; before every build that uses the release they are hashed again, and a release whose
 files changed (a build running as the runtime's own user could have edited them) is deleted and
 installed afresh. Builds run `corepack name@<exact version>` with this folder read-only.
+
+Releases are kept by where they came from: each registry (and whether npm's signatures were
+checked) has a corepack home of its own, so a release one site fetched from a registry it named
+never runs for a site that named another, or none. A release is also kept with the integrity it
+was installed against: a project that pins `name@x.y.z+sha512.<hash>` runs a release installed
+against that hash (corepack checks it on download), never one fetched without it.
 """
 
 from __future__ import annotations
@@ -56,17 +62,26 @@ def tree_digest(root: str) -> str:
     return digest.hexdigest()
 
 
+def origin_home(root: str, registry: str, signatures: bool) -> str:
+    """The corepack home of releases from `registry` ("" is the default one), checked or not."""
+    origin = f"{registry.rstrip('/')}\n{'signed' if signatures else 'unsigned'}"
+    return os.path.join(root, hashlib.sha256(origin.encode()).hexdigest()[:16])
+
+
 class PackageManagerReleases:
-    """corepack's cache (COREPACK_HOME), owned by the runtime. Lives on the Instance."""
+    """corepack's caches (a COREPACK_HOME per origin under `root`), owned by the runtime. Lives on
+    the Instance."""
 
-    def __init__(self, home: str) -> None:
-        self.home = home
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.home = origin_home(root, "", True)  # where ensure() last looked (for tests and reports)
         self._lock = threading.Lock()
-        self._digests: dict[tuple[str, str], str] = {}  # (name, version) -> digest at install
-        self._resolved: dict[str, str] = {}  # a spec such as pnpm@9 -> the version it installed
+        # (home, name, version) -> (digest at install, the integrity it was installed against)
+        self._digests: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._resolved: dict[tuple[str, str], str] = {}  # (home, a spec such as pnpm@9) -> its version
 
-    def release_dir(self, name: str, version: str) -> str:
-        return os.path.join(self.home, "v1", name, version)
+    def release_dir(self, name: str, version: str, home: str = "") -> str:
+        return os.path.join(home or self.home, "v1", name, version)
 
     def ensure(
         self,
@@ -77,36 +92,47 @@ class PackageManagerReleases:
         log: Any,
         signatures: bool = False,
     ) -> tuple[PackageManager, dict[str, Any]]:
-        """The release `pm` needs, installed and verified; `pm` with its exact version, and a report."""
+        """The release `pm` needs, installed and verified; `pm` with its exact version, and a report
+        whose "home" is the COREPACK_HOME the build must use (the one of `registry`)."""
         started = time.monotonic()
+        home = origin_home(self.root, registry, signatures)
+        integrity = pm.release.partition("+")[2] if pm.version else ""
         with self._lock:
+            self.home = home
             report: dict[str, Any] = {}
-            version = pm.version or self._resolved.get(pm.release, "")
-            if version and self._verified(pm.name, version, report, log):
+            version = pm.version or self._resolved.get((home, pm.release), "")
+            if version and self._verified(home, pm.name, version, integrity, report, log):
                 report["seconds"] = round(time.monotonic() - started, 3)
+                report["home"] = home
                 return pm.resolved(version), report
-            version = self._install(pm, node_bin, launch_env, registry, log, signatures)
-            self._resolved[pm.release] = version
-            folder = self.release_dir(pm.name, version)
+            version = self._install(pm, node_bin, launch_env, registry, log, signatures, home)
+            self._resolved[(home, pm.release)] = version
+            folder = self.release_dir(pm.name, version, home)
             _seal(folder)
-            self._digests[(pm.name, version)] = tree_digest(folder)
+            self._digests[(home, pm.name, version)] = (tree_digest(folder), integrity)
             report["installed"] = f"{pm.name}@{version}"
             report["seconds"] = round(time.monotonic() - started, 3)
+            report["home"] = home
             return pm.resolved(version), report
 
-    def _verified(self, name: str, version: str, report: dict[str, Any], log: Any) -> bool:
-        folder = self.release_dir(name, version)
-        known = self._digests.get((name, version))
+    def _verified(self, home: str, name: str, version: str, integrity: str, report: dict[str, Any], log: Any) -> bool:
+        folder = self.release_dir(name, version, home)
+        known, installed_against = self._digests.get((home, name, version), ("", ""))
         if not os.path.isdir(folder):
             return False
-        if known is not None and tree_digest(folder) == known:
+        if known and tree_digest(folder) == known and (not integrity or integrity == installed_against):
             report["verified"] = f"{name}@{version}"
             return True
-        why = "its files changed since it was installed" if known else "this runtime did not install it"
+        if not known:
+            why = "this runtime did not install it"
+        elif integrity and integrity != installed_against:
+            why = "it was not installed against the integrity the project pins"
+        else:
+            why = "its files changed since it was installed"
         log.warning("package manager %s@%s in %s: %s; installing it afresh", name, version, folder, why)
         report["replaced"] = f"{name}@{version}: {why}"
         shutil.rmtree(folder, ignore_errors=True)
-        self._digests.pop((name, version), None)
+        self._digests.pop((home, name, version), None)
         return False
 
     def _install(
@@ -116,17 +142,19 @@ class PackageManagerReleases:
         launch_env: Mapping[str, str],
         registry: str,
         log: Any,
-        signatures: bool = False,
+        signatures: bool,
+        home: str,
     ) -> str:
         spec = pm.release or f"{pm.name}@{pm.version}"
-        os.makedirs(self.home, exist_ok=True)
-        os.chmod(self.home, 0o755)
+        os.makedirs(home, exist_ok=True)
+        for folder in (self.root, home):
+            os.chmod(folder, 0o755)
         env = allowed_env(launch_env)
         env.update(
             {
                 "PATH": f"{node_bin}:{launch_env.get('PATH') or '/usr/local/bin:/usr/bin:/bin'}",
-                "HOME": os.path.join(self.home, ".home"),
-                "COREPACK_HOME": self.home,
+                "HOME": os.path.join(home, ".home"),
+                "COREPACK_HOME": home,
                 "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0",
                 "COREPACK_ENABLE_AUTO_PIN": "0",
             }
@@ -138,7 +166,7 @@ class PackageManagerReleases:
             done = subprocess.run(
                 ["corepack", "install", "-g", spec],
                 env=env,
-                cwd=self.home,
+                cwd=home,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=INSTALL_TIMEOUT_S,
@@ -156,7 +184,7 @@ class PackageManagerReleases:
                 f"corepack could not install {spec} (exit {done.returncode}):\n" + "\n".join(lines) + hint
             )
         version = found[1] if found else pm.version
-        if not version or not os.path.isdir(self.release_dir(pm.name, version)):
+        if not version or not os.path.isdir(self.release_dir(pm.name, version, home)):
             raise BuildFailed(f"corepack install {spec} left no release to run:\n{text[:2000]}")
         return version
 
