@@ -25,8 +25,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import deployer
+import egress
 import frameworks
 import git_source
 import notify
@@ -240,7 +242,8 @@ def _build_with_outcome(ctx: FcContext, job: BuildJob, *, instance: Instance, lo
         if replay is not None:
             return replay
     secrets = (*instance.known_secrets(), *ctx.secrets(), *job.secret_values())
-    notifier = notify.Notifier(job.notify, lambda text: redact(text, secrets), log)
+    allowed = instance.settings.allow_private_nets
+    notifier = notify.Notifier(job.notify, lambda text: redact(text, secrets), log, allowed)
     status = {
         "requestId": ctx.request_id,
         "attempt": ctx.retry_count + 1,
@@ -477,6 +480,8 @@ def _run_in_slot(
                 _check_workspace(project, package_dir, package, job.root or "")
             pm, node = _choose_toolchain(project, root_package, job, settings, log)
             registry = job.registry or settings.npm_registry
+            if job.registry:  # the request's (or fcbuild.json's) own: corepack fetches from it as root
+                egress.check_url(job.registry, "build.registry", settings.allow_private_nets)
             signatures = settings.corepack_signatures and (
                 not registry or registry.rstrip("/") == instance.official_registry(node.bin_dir)
             )
@@ -953,6 +958,19 @@ class _Steps:
             self.log.info("step %s: %.2fs", name, self.times[name])
 
 
+def _function_git_token(repo: str, settings: PipelineSettings, log: Any) -> str:
+    """FCBUILD_GIT_TOKEN, for a repository on one of FCBUILD_GIT_HOSTS only: a request chooses the
+    URL, the function chooses where its token may go."""
+    if not settings.git_token:
+        return ""
+    host = (urlsplit(repo).hostname or "").lower()
+    if host in settings.git_hosts:
+        return settings.git_token
+    where = ", ".join(settings.git_hosts) or "no host: FCBUILD_GIT_HOSTS is unset"
+    log.info("not sending FCBUILD_GIT_TOKEN to %s: it goes to %s", host, where)
+    return ""
+
+
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:80] or "request"
 
@@ -964,7 +982,8 @@ def _fetch_source(
     source = job.source
     if isinstance(source, GitSource):
         project = os.path.join(workspace, "project")
-        token = source.token or settings.git_token
+        egress.check_url(source.repo, "source.git", settings.allow_private_nets)
+        token = source.token or _function_git_token(source.repo, settings, log)
         secrets = (token,) if token else ()
         commit = git_source.fetch(
             source.repo,

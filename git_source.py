@@ -5,6 +5,10 @@ The token travels only in git's environment (`GIT_CONFIG_*`: an `http.extraHeade
 auth), never on a command line (which every process can read in /proc), never in `.git/config`,
 and never in the build's environment; it is redacted like any credential. `.git` is removed before
 the build, so nothing of the remote stays in the project.
+
+git follows no redirect (a token would go where the redirect points), and speaks https (http only
+for a repository named with it) and nothing else: no ssh, file or git transport for submodules,
+which would run as root with the runtime's network position.
 """
 
 from __future__ import annotations
@@ -45,11 +49,19 @@ def fetch(
     if launch_env.get("PATH"):
         env["PATH"] = launch_env["PATH"]
     env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "HOME": dest + ".home"})
+    config = [
+        ("http.followRedirects", "false"),
+        ("protocol.allow", "never"),
+        ("protocol.https.allow", "always"),
+        ("protocol.http.allow", "always" if url.startswith("http://") else "never"),
+    ]
     if token:  # for the repository's own host only: never for a submodule's elsewhere
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
         origin = "/".join(url.split("/", 3)[:3]) + "/"
-        env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"http.{origin}.extraHeader"})
-        env["GIT_CONFIG_VALUE_0"] = f"Authorization: Basic {basic}"
+        config.append((f"http.{origin}.extraHeader", f"Authorization: Basic {basic}"))
+    env["GIT_CONFIG_COUNT"] = str(len(config))
+    for i, (key, value) in enumerate(config):
+        env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
     os.makedirs(dest)
     os.makedirs(env["HOME"], exist_ok=True)
 
@@ -69,6 +81,11 @@ def fetch(
         if done.returncode != 0:
             message = redact((done.stderr or done.stdout).strip())[-1500:]
             lowered = message.lower()
+            if "redirect" in lowered or re.search(r"returned error: 30[12378]\b", lowered):
+                raise InvalidSource(
+                    f"git {what} of {redact(url)}: the server answered with a redirect, which is not followed "
+                    f"(name the repository's final URL) ({message})"
+                )
             if any(t in lowered for t in ("authentication failed", "could not read username", " 401", " 403")):
                 raise InvalidSource(f"git {what} of {redact(url)} was refused: check the token ({message})")
             if any(

@@ -12,6 +12,9 @@ Each target of a request's `notify` list gets a message in its own format and si
 
 Sending never fails the build: a few tries with a short timeout, in the background; the answer
 waits for them at most a bound. Credentials (secrets, URL tokens) never appear in a message or a log.
+A receiver is a place the requester chose: its address must be a public one (egress.py), a redirect
+is not followed, and nothing of its answer but the status (and a bot's numeric error code) goes into
+the result.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import egress
 
 KINDS = ("webhook", "dingtalk", "feishu", "wecom")
 EVENTS = ("success", "failure")
@@ -141,10 +146,23 @@ def _accepted(kind: str, status: int, body: bytes) -> str:
             doc = json.loads(body or b"{}")
         except ValueError:
             return ""
-        code = doc.get("errcode", doc.get("code", doc.get("StatusCode", 0)))
+        code = doc.get("errcode", doc.get("code", doc.get("StatusCode", 0))) if isinstance(doc, dict) else 0
         if code not in (0, None):
-            return f"{kind} error {code}: {doc.get('errmsg') or doc.get('msg') or ''}"[:200]
+            return f"{kind} error {code}" if isinstance(code, int) else f"{kind} answered with an error"
     return ""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A receiver that answers with a redirect is not followed anywhere (another host, an internal
+    address, another scheme): the 3xx is its answer."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(_NoRedirect(), urllib.request.HTTPSHandler(context=tls()))
 
 
 @functools.lru_cache(maxsize=1)
@@ -159,8 +177,15 @@ def tls() -> ssl.SSLContext:
 class Notifier:
     """Sends one build's notifications in background threads."""
 
-    def __init__(self, targets: Sequence[Target], redact: Callable[[str], str], log: Any) -> None:
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        redact: Callable[[str], str],
+        log: Any,
+        allowed: Sequence[egress.Network] = (),
+    ) -> None:
         self.targets = [t for t in targets]
+        self.allowed = tuple(allowed)
         self.redact = redact
         self.log = log
         self.results: list[dict[str, Any]] = []
@@ -190,14 +215,19 @@ class Notifier:
         for attempt in range(TRIES):
             url, body, headers = message(target, outcome, time.time())
             try:
+                egress.check_url(url, "notify", self.allowed)
+            except Exception as exc:  # AccessDenied, InvalidRequest: refused, not retried
+                why = self.redact(str(exc)).replace(url, target.where)[:300]
+                break
+            try:
                 req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-                with urllib.request.urlopen(req, timeout=TIMEOUT_S, context=tls()) as resp:
+                with _opener().open(req, timeout=TIMEOUT_S) as resp:
                     why = _accepted(target.kind, resp.status, resp.read(65536))
             except urllib.error.HTTPError as exc:
-                why = f"HTTP {exc.code}"
+                why = f"HTTP {exc.code}" + (" (a redirect, not followed)" if 300 <= exc.code < 400 else "")
             except (OSError, ValueError) as exc:  # refused, reset, timed out, a bad URL
                 why = self.redact(f"{type(exc).__name__}: {exc}")[:200]
-            if not why:
+            if not why or why.startswith("HTTP 3"):
                 break
             if attempt + 1 < TRIES:
                 time.sleep(0.5 * (attempt + 1))

@@ -85,6 +85,7 @@ from errors import (  # noqa: E402
     SourceNotFound,
     UploadFailed,
 )
+from oss_names import check_region  # noqa: E402
 from settings import PipelineSettings  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -350,6 +351,8 @@ class OssClient:
                 "or ALIBABA_CLOUD_* variables)"
             )
         region = ctx.region or settings.oss_region
+        if region:
+            check_region(region, "region (x-fc-region, else FCBUILD_OSS_REGION)")
         endpoint = settings.oss_endpoint or f"https://oss-{region}-internal.aliyuncs.com"
         client = cls(
             ctx.credentials,

@@ -11,6 +11,21 @@ MAX_KEY_BYTES = 1023  # OSS's limit on an object name
 _BUCKET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
+def check_region(region: str, where: str) -> str:
+    """An Alibaba Cloud region id (`cn-hangzhou`, `ap-southeast-1`, `cn-shanghai-finance-1`): it
+    becomes part of an endpoint's host name, so nothing else may pass (`x@127.0.0.1:9/` would make it
+    another host)."""
+    parts = region.split("-")
+    if not (
+        len(region) <= 40
+        and 2 <= len(parts) <= 5
+        and len(parts[0]) == 2
+        and all(p and p.isascii() and p.isalnum() and p.islower() or p.isdigit() for p in parts)
+    ):
+        raise InvalidRequest(f"{where}: {region[:80]!r} is not a region id (such as cn-hangzhou)")
+    return region
+
+
 def check_bucket(bucket: str, where: str) -> str:
     """3-63 characters of a-z, 0-9 and -, starting and ending with a letter or digit."""
     if not (3 <= len(bucket) <= 63 and set(bucket) <= _BUCKET_CHARS and "-" not in (bucket[0], bucket[-1])):

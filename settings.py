@@ -14,6 +14,10 @@ from types import MappingProxyType
 from context import CREDENTIAL_VARS
 from oss_names import check_bucket, check_key
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # Variables a build's child processes may inherit from the runtime's environment. An
 # allowlist, not a denylist: FC puts the function role's credentials in the environment.
 CHILD_ENV_ALLOWLIST = (
@@ -65,6 +69,9 @@ class PipelineSettings:
     git_token: str = field(default="", repr=False)  # FCBUILD_GIT_TOKEN: for git sources that name none
     target_template: str = ""  # FCBUILD_TARGET: where an OSS trigger's archive deploys, without fcbuild.json
     allowed_targets: tuple[str, ...] = ()  # FCBUILD_ALLOWED_TARGETS: where any build may deploy (empty: anywhere)
+    git_hosts: tuple[str, ...] = ()  # FCBUILD_GIT_HOSTS: the hosts FCBUILD_GIT_TOKEN may be sent to
+    # FCBUILD_ALLOW_PRIVATE_NETS: non-public networks that requester-chosen URLs may reach anyway
+    allow_private_nets: tuple[Any, ...] = ()
     # The environment as it was before the program started: the base of every child's
     # environment (filtered by CHILD_ENV_ALLOWLIST) and the source of the original PATH.
     launch_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
@@ -100,6 +107,8 @@ class PipelineSettings:
             target_template=get("FCBUILD_TARGET", ""),
             git_token=get("FCBUILD_GIT_TOKEN", ""),
             allowed_targets=_allowed_targets(get("FCBUILD_ALLOWED_TARGETS", "")),
+            git_hosts=tuple(h.strip().lower() for h in get("FCBUILD_GIT_HOSTS", "").split(",") if h.strip()),
+            allow_private_nets=_networks(get("FCBUILD_ALLOW_PRIVATE_NETS", "")),
             queue_wait_s=_positive(get, "FCBUILD_QUEUE_WAIT_S", 120, minimum=0),
             build_uids=_uid_range(get("FCBUILD_BUILD_UIDS", ""), _positive(get, "FCBUILD_MAX_BUILDS", 1)),
             launch_env=MappingProxyType(launch_environment(environ, frozen=frozen)),
@@ -144,6 +153,14 @@ def _allowed_targets(raw: str) -> tuple[str, ...]:
     from triggers import parse_allowed
 
     return parse_allowed(raw)
+
+
+def _networks(raw: str) -> tuple[Any, ...]:
+    if not raw.strip():
+        return ()  # egress (and ipaddress) is imported only when there is something to parse
+    from egress import parse_networks
+
+    return parse_networks(raw)
 
 
 def _cache_bucket(raw: str) -> str:

@@ -19,20 +19,25 @@ from tests.runtime_proc import function_error, start_runtime
 from tests.test_e2e_build import CREDS, TINY
 
 TOKEN = "git-token-5e6f7a8b"
+# The git servers here listen on this host: allowed explicitly, and the function's token may go to them.
+LOCAL_GIT = {"FCBUILD_ALLOW_PRIVATE_NETS": "127.0.0.0/8", "FCBUILD_GIT_HOSTS": "127.0.0.1"}
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git sources need git on the instance")
 
 
 class GitServer(ThreadingHTTPServer):
+    """`redirect`: answer every request with a redirect to that server instead."""
+
     daemon_threads = True
 
-    def __init__(self, root: str) -> None:
-        super().__init__(("127.0.0.1", 0), GitHandler)
-        self.root = root
+    def __init__(self, root: str, host: str = "127.0.0.1", redirect: GitServer | None = None) -> None:
+        super().__init__((host, 0), GitHandler)
+        self.root, self.host, self.redirect = root, host, redirect
         self.requests: list[str] = []
+        self.authorizations: list[str] = []
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     def url(self, repo: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{repo}"
+        return f"http://{self.host}:{self.server_address[1]}/{repo}"
 
 
 class GitHandler(BaseHTTPRequestHandler):
@@ -49,6 +54,13 @@ class GitHandler(BaseHTTPRequestHandler):
 
     def _cgi(self) -> None:
         self.server.requests.append(self.path)
+        self.server.authorizations.append(self.headers.get("Authorization", ""))
+        if self.server.redirect is not None:
+            self.send_response(301)
+            self.send_header("Location", self.server.redirect.url(self.path.lstrip("/")))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         expected = "Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
         if self.headers.get("Authorization") != expected:
             self.send_response(401)
@@ -123,7 +135,7 @@ def oss(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runtime(oss):
-    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_GIT_TOKEN": TOKEN})
+    rt = start_runtime({**LOCAL_GIT, "FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_GIT_TOKEN": TOKEN})
     yield rt
     rt.kill()
 
@@ -145,7 +157,7 @@ def test_a_branch_a_tag_and_a_commit_build_and_the_commit_is_recorded(oss, runti
 
 def test_a_token_in_the_request_a_bad_token_and_a_missing_ref(oss, repo, tmp_path):
     server, _, _ = repo
-    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint})
+    rt = start_runtime({**LOCAL_GIT, "FCBUILD_OSS_ENDPOINT": oss.endpoint})
     try:
         good = {"source": {"git": server.url("site.git"), "ref": "next", "token": TOKEN}, "target": "oss://site/git2/"}
         assert rt.invoke(good, headers=CREDS, timeout=300).status == 200
@@ -163,5 +175,44 @@ def test_a_token_in_the_request_a_bad_token_and_a_missing_ref(oss, repo, tmp_pat
             "without credentials"
             in function_error(rt.invoke(with_creds, headers=CREDS), "InvalidRequest")["errorMessage"]
         )
+    finally:
+        rt.kill()
+
+
+def test_the_functions_token_goes_to_its_git_hosts_only_and_no_token_follows_a_redirect(oss, repo):
+    """FCBUILD_GIT_HOSTS names 127.0.0.1: a request naming a repository on 127.0.0.2 does not get
+    the function's token (the server there sees no Authorization). A server that redirects to
+    another host is not followed, with the function's token or the request's own."""
+    server, _, _ = repo
+    elsewhere = GitServer(server.root, host="127.0.0.2")
+    mover = GitServer(server.root, redirect=elsewhere)
+    rt = start_runtime({**LOCAL_GIT, "FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_GIT_TOKEN": TOKEN})
+    try:
+        other_host = {"source": {"git": elsewhere.url("site.git")}, "target": "oss://site/git-other/"}
+        assert "refused" in function_error(rt.invoke(other_host, headers=CREDS), "InvalidSource")["errorMessage"]
+        assert elsewhere.requests and not any(elsewhere.authorizations)
+        assert "not sending FCBUILD_GIT_TOKEN to 127.0.0.2" in rt.output()
+        seen = len(elsewhere.requests)
+        for source in ({"git": mover.url("site.git")}, {"git": mover.url("site.git"), "token": TOKEN}):
+            event = {"source": source, "target": "oss://site/git-moved/"}
+            message = function_error(rt.invoke(event, headers=CREDS), "InvalidSource")["errorMessage"]
+            assert "redirect" in message, message
+        assert len(mover.requests) == 2 and all(mover.authorizations)
+        assert len(elsewhere.requests) == seen  # the redirect's target was never asked
+    finally:
+        rt.kill()
+        elsewhere.shutdown()
+        mover.shutdown()
+
+
+def test_a_repository_on_a_private_address_is_refused_unless_the_function_allows_it(oss, repo):
+    server, _, _ = repo
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint})
+    try:
+        seen = len(server.requests)
+        event = {"source": {"git": server.url("site.git"), "token": TOKEN}, "target": "oss://site/git-ssrf/"}
+        message = function_error(rt.invoke(event, headers=CREDS), "AccessDenied")["errorMessage"]
+        assert "loopback" in message and "FCBUILD_ALLOW_PRIVATE_NETS" in message
+        assert len(server.requests) == seen
     finally:
         rt.kill()

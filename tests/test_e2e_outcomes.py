@@ -33,8 +33,17 @@ class Receiver(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, kind: str, status: int = 200, hang: bool = False, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        status: int = 200,
+        hang: bool = False,
+        tls: ssl.SSLContext | None = None,
+        location: str = "",
+        answer: dict | None = None,
+    ) -> None:
         super().__init__(("127.0.0.1", 0), ReceiverHandler)
+        self.location, self.answer = location, answer
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.kind, self.status, self.hang, self.scheme = kind, status, hang, "https" if tls else "http"
@@ -82,8 +91,10 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         answer = {"errcode": 0, "errmsg": "ok"} if ok else {"errcode": 310000, "errmsg": "sign not match"}
         if self.server.kind == "feishu":
             answer = {"code": 0, "msg": "success"} if ok else {"code": 19021, "msg": "sign match fail"}
-        data = json.dumps(answer).encode()
+        data = json.dumps(self.server.answer or answer).encode()
         self.send_response(self.server.status)
+        if self.server.location:
+            self.send_header("Location", self.server.location)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -100,7 +111,14 @@ def oss(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runtime(oss):
-    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_UPLOAD_MARGIN_S": "2"})
+    # The receivers here listen on 127.0.0.1: an address requests may reach only when the function allows it.
+    rt = start_runtime(
+        {
+            "FCBUILD_OSS_ENDPOINT": oss.endpoint,
+            "FCBUILD_UPLOAD_MARGIN_S": "2",
+            "FCBUILD_ALLOW_PRIVATE_NETS": "127.0.0.1",
+        }
+    )
     yield rt
     rt.kill()
 
@@ -223,7 +241,8 @@ def test_hooks_over_https_trust_certifis_bundle_not_the_system_store(oss, tmp_pa
     trust on any image. A receiver whose certificate only SSL_CERT_FILE (the system store's override)
     vouches for is refused, and gets nothing."""
     receiver = Receiver("webhook", tls=self_signed_tls(tmp_path))
-    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, "SSL_CERT_FILE": str(tmp_path / "cert.pem")})
+    env = {"FCBUILD_OSS_ENDPOINT": oss.endpoint, "SSL_CERT_FILE": str(tmp_path / "cert.pem")}
+    rt = start_runtime({**env, "FCBUILD_ALLOW_PRIVATE_NETS": "127.0.0.1"})
     try:
         event = {
             "source": "oss://src/tiny.tar.gz",
@@ -238,3 +257,42 @@ def test_hooks_over_https_trust_certifis_bundle_not_the_system_store(oss, tmp_pa
         assert SECRET not in rt.output()
     finally:
         rt.kill()
+
+
+def test_a_receiver_on_this_instance_is_refused_unless_the_function_allows_its_network(oss):
+    """A requester names webhooks on this host in every spelling: none is sent to (the receiver on
+    127.0.0.1 gets nothing), each is reported refused with what kind of address it is, and the
+    build itself succeeds."""
+    receiver = Receiver("webhook")
+    port = receiver.server_address[1]
+    urls = [f"http://{host}:{port}/hook" for host in ("127.0.0.1", "localhost", "0.0.0.0", "127.9.9.9", "[::1]")]
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint})
+    try:
+        event = {"source": "oss://src/tiny.tar.gz", "target": "oss://site/ssrf/", "notify": [{"url": u} for u in urls]}
+        resp = rt.invoke(event, headers=CREDS, request_id="ssrf-1", timeout=120)
+        assert resp.status == 200, resp.body
+        notes = resp.json()["notifications"]
+        assert len(notes) == len(urls) and not any(n["ok"] for n in notes), notes
+        assert all("FCBUILD_ALLOW_PRIVATE_NETS" in n["error"] for n in notes), notes
+        assert sum("loopback" in n["error"] for n in notes) == 4 and any("unspecified" in n["error"] for n in notes)
+        assert not receiver.got
+    finally:
+        rt.kill()
+
+
+def test_a_receivers_redirect_is_not_followed_and_its_words_stay_out_of_the_result(oss, runtime):
+    target = Receiver("webhook")
+    redirecting = Receiver("webhook", status=302, location=target.url)
+    chatty = Receiver("dingtalk", answer={"errcode": 40035, "errmsg": "internal detail 10.1.2.3 must not leak"})
+    event = {
+        "source": "oss://src/tiny.tar.gz",
+        "target": "oss://site/redirects/",
+        "notify": [{"url": redirecting.url, "secret": SECRET}, {"type": "dingtalk", "url": chatty.url}],
+    }
+    resp = runtime.invoke(event, headers=CREDS, request_id="redirect-1", timeout=120)
+    assert resp.status == 200, resp.body
+    notes = {n["to"].split()[0]: n for n in resp.json()["notifications"]}
+    assert notes["webhook"]["error"] == "HTTP 302 (a redirect, not followed)", notes
+    assert len(redirecting.got) == 1 and not target.got  # one try, and the redirect's target got nothing
+    assert notes["dingtalk"]["error"] == "dingtalk error 40035"
+    assert "internal detail" not in resp.body.decode() and "internal detail" not in runtime.output()

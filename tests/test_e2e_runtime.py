@@ -331,3 +331,21 @@ def test_bad_command_line_exits_with_usage_error():
     assert done.returncode == 2 and "port" in done.stderr
     done = subprocess.run(runtime_command() + ["--version"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and "fcbuild" in done.stdout
+
+
+def test_a_region_header_that_names_another_host_is_refused_before_any_request(runtime):
+    """With FCBUILD_OSS_ENDPOINT unset, the endpoint is built from x-fc-region: a value of
+    `x@127.0.0.1:PORT/` would send signed requests with the STS token to that port. It is refused,
+    and nothing connects there."""
+    import socket
+
+    trap = socket.socket()
+    trap.bind(("127.0.0.1", 0))
+    trap.listen()
+    trap.settimeout(0.5)
+    region = f"x@127.0.0.1:{trap.getsockname()[1]}/"
+    resp = runtime.invoke(VALID, headers={**CRED_HEADERS, "x-fc-region": region})
+    assert "not a region id" in function_error(resp, "InvalidRequest")["errorMessage"]
+    with pytest.raises(TimeoutError):
+        trap.accept()
+    trap.close()
