@@ -147,5 +147,15 @@ def check_allowed(bucket: str, prefix: str, allowed: Sequence[str]) -> None:
     if not allowed:
         return
     url = f"oss://{bucket}/{prefix}"
-    if not any(fnmatch.fnmatchcase(url, pattern) or url.startswith(pattern) for pattern in allowed):
+    if not any(target_matches(pattern, url) for pattern in allowed):
         raise AccessDenied(f"target {url} is not one that FCBUILD_ALLOWED_TARGETS allows ({', '.join(allowed)})")
+
+
+def target_matches(pattern: str, url: str) -> bool:
+    """`oss://bucket/prefix/` pattern against a target, by whole path segments: the bucket, then each
+    folder, each one a glob (`*` never crosses a `/`); a pattern allows its folder and everything under
+    it. `oss://site/shop` allows `oss://site/shop/` and `oss://site/shop/en/`, never `oss://site/shop-evil/`;
+    `oss://site` never allows `oss://site2/`."""
+    want = [s for s in pattern[len("oss://") :].split("/") if s]
+    have = [s for s in url[len("oss://") :].split("/") if s]
+    return bool(want) and len(want) <= len(have) and all(map(fnmatch.fnmatchcase, have, want))
