@@ -19,18 +19,20 @@ import concurrent.futures
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import oss_io
 from deploy_plan import DeployPlan, Retention, Upload, live_matches, plan_deploy, plan_retention
-from errors import FcBuildError, InvalidRequest, Superseded, UploadFailed
+from errors import FcBuildError, InvalidOutput, InvalidRequest, Superseded, UploadFailed
 
 META_DIR = ".fcbuild/"
 LEASE_TTL_S = 60.0  # a lease not renewed for this long may be taken over...
 LEASE_SKEW_S = 30.0  # ...this much later still, for clocks that differ between instances
 LEASE_RENEW_S = 15.0
+WRITE_MARGIN_S = 10.0  # no batch of uploads starts this close to the function's deadline
+BATCH = 1000  # uploads between two checks of the lease and the deadline
 LEASE_MARGIN_S = 10.0  # no live write once this close to the lease's own deadline
 LEASE_POLL_S = 1.0
 RELEASE_META = "x-oss-meta-fcbuild-release"
@@ -254,7 +256,7 @@ def deploy(
         f", {len(plan.repaired)} live objects to repair" if plan.repaired else "",
     )
     headers = _Headers(claim.release)
-    _phase1(storage, target, output, plan.new_assets, headers, log)
+    _phase1(storage, target, output, plan.new_assets, headers, log, deadline)
     uploaded_early = {u.path for u in plan.new_assets}
     lease = Lease(storage, target.bucket, target.prefix, claim, log, lease_ttl_s)
     lease.acquire(deadline, lambda holder: _supersede_by_holder(holder, claim, target))
@@ -263,11 +265,11 @@ def deploy(
         _supersede_check(manifest, claim, target)
         plan, live = _plan(storage, target, files, manifest, cache_rules)
         late = [u for u in plan.new_assets if u.path not in uploaded_early]
-        _phase1(storage, target, output, late, headers, log)
+        _phase1(storage, target, output, late, headers, log, deadline)
         phase1 = [u for u in first_plan.new_assets if u.path in plan.manifest] + late
         switch = _Switch()
         try:
-            etags = _phase2(storage, target, output, plan, manifest, live, headers, lease, switch, log)
+            etags = _phase2(storage, target, output, plan, manifest, live, headers, lease, switch, log, deadline)
             lease.check()
             files_doc = _files_with_etags(plan, etags, claim.release)
             retention = _commit(storage, target, manifest, files_doc, claim, record, log)
@@ -321,18 +323,55 @@ def _plan(
     cache_rules: Sequence[tuple[str, str]],
 ) -> tuple[DeployPlan, dict[str, str]]:
     """The plan against the manifest and what is live now (one listing request per 1,000 keys)."""
-    live = live_objects(storage, target)
+    live, _ = _without_nested(live_objects(storage, target), (f.path for f in files), target)
     history = [r["files"] for r in manifest.get("releases", [])[1:] if isinstance(r.get("files"), dict)]
     return plan_deploy(files, manifest["files"], cache_rules, live_etags=live, history=history), live
 
 
 def live_objects(storage: oss_io.OssClient, target: Target) -> dict[str, str]:
-    """path -> ETag of every object under the target, fcbuild's own folder aside."""
+    """path -> ETag of every object under the target, fcbuild's own folder aside (another site's,
+    deployed in a folder under this one, included: see nested_sites)."""
     return {
         o.key[len(target.prefix) :]: o.etag
         for o in storage.list_objects(target.bucket, target.prefix)
         if not o.key.startswith(target.prefix + META_DIR)
     }
+
+
+def nested_sites(live: Mapping[str, str]) -> list[str]:
+    """Folders under the target where another site is deployed: each has its own `.fcbuild/`."""
+    found = set()
+    for path in live:
+        at = path.find("/" + META_DIR)
+        while at >= 0:
+            found.add(path[: at + 1])
+            at = path.find("/" + META_DIR, at + 1)
+    return sorted(found)
+
+
+def _outside(nested: Sequence[str]) -> Callable[[str], bool]:
+    return lambda path: not any(path.startswith(folder) for folder in nested)
+
+
+def _without_nested(
+    live: Mapping[str, str], paths: Iterable[str], target: Target
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """`live` without the objects of sites deployed under this one, and those sites' folders. A file
+    of the output inside one of them is refused: a site never writes into another site."""
+    nested = nested_sites(live)
+    if not nested:
+        return dict(live), ()
+    mine = _outside(nested)
+    clash = sorted(p for p in paths if not mine(p))
+    if clash:
+        folder = next(n for n in nested if clash[0].startswith(n))
+        more = f" and {len(clash) - 1} more" if len(clash) > 1 else ""
+        raise InvalidOutput(
+            f"the output has {clash[0]}{more} in {folder}, where another site is deployed "
+            f"(oss://{target.bucket}/{target.prefix}{folder}, it has its own {META_DIR}): fcbuild never writes into "
+            "another site; leave that folder out of the output, or deploy one of the two sites elsewhere"
+        )
+    return {p: e for p, e in live.items() if mine(p)}, tuple(nested)
 
 
 def _supersede_check(manifest: Mapping[str, Any], claim: Claim, target: Target) -> None:
@@ -366,19 +405,43 @@ def _when(started: Any) -> str:
         return "?"
 
 
+def _in_time(deadline: float) -> None:
+    """No batch of writes starts this close to the function's deadline: what is left is needed to put
+    the live site back."""
+    left = deadline - time.monotonic()
+    if left < WRITE_MARGIN_S:
+        raise UploadFailed(
+            f"the function's deadline is {max(0.0, left):.0f}s away: no further upload starts "
+            "(give the function a longer timeout, or raise FCBUILD_UPLOAD_MARGIN_S)"
+        )
+
+
+def _batches(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), BATCH):
+        yield items[start : start + BATCH]
+
+
 def _phase1(
-    storage: oss_io.OssClient, target: Target, output: str, uploads: Sequence[Upload], headers: _Headers, log: Any
+    storage: oss_io.OssClient,
+    target: Target,
+    output: str,
+    uploads: Sequence[Upload],
+    headers: _Headers,
+    log: Any,
+    deadline: float,
 ) -> None:
     if not uploads:
         return
     log.info("phase 1: uploading %d new content-addressed files", len(uploads))
     for u in uploads:
         log.debug("phase 1: %s", u.path)
-    items = [
-        oss_io.PutItem(target.prefix + u.path, os.path.join(output, u.path), u.size, u.md5, headers.of(u))
-        for u in uploads
-    ]
-    storage.put_files(target.bucket, items)
+    for batch in _batches(uploads):
+        _in_time(deadline)
+        items = [
+            oss_io.PutItem(target.prefix + u.path, os.path.join(output, u.path), u.size, u.md5, headers.of(u))
+            for u in batch
+        ]
+        storage.put_files(target.bucket, items)
 
 
 def _phase2(
@@ -392,18 +455,24 @@ def _phase2(
     lease: Lease,
     switch: _Switch,
     log: Any,
+    deadline: float,
 ) -> dict[str, str]:
-    """Switch the stable names, group by group; each live version is kept before it is replaced."""
+    """Switch the stable names, group by group (in batches, none started near the deadline); each live
+    version is kept before it is replaced."""
     etags: dict[str, str] = {}
     previous = manifest["files"]
     live_release = (manifest.get("release") or {}).get("id", "earlier")
     for group in plan.stable_groups():
-        lease.check()
         what = "plain assets" if not group[0].is_entry else "pages" if group[0].path != "index.html" else "index.html"
         log.info(
             "phase 2: switching %d %s", len(group), what if what != "index.html" else "root index.html (the switch)"
         )
-        etags.update(_switch_group(storage, target, group, previous, live, live_release, switch, log, output, headers))
+        for batch in _batches(group):
+            lease.check()
+            _in_time(deadline)
+            etags.update(
+                _switch_group(storage, target, batch, previous, live, live_release, switch, log, output, headers)
+            )
     return etags
 
 
@@ -576,7 +645,8 @@ def _retention(storage: oss_io.OssClient, target: Target, retention: Retention, 
         for o in storage.list_objects(target.bucket, f"{target.prefix}{META_DIR}releases/")
         if o.key[len(f"{target.prefix}{META_DIR}releases/") :].split("/", 1)[0] not in keep_ids
     ]
-    doomed = [target.prefix + p for p in retention.delete] + stale_store
+    nested = nested_sites(live_objects(storage, target)) if retention.delete else []
+    doomed = [target.prefix + p for p in retention.delete if _outside(nested)(p)] + stale_store
     if not doomed:
         return 0
     try:
@@ -610,6 +680,15 @@ def list_releases(storage: oss_io.OssClient, target: Target) -> list[dict[str, A
     return out
 
 
+def previous_release(storage: oss_io.OssClient, target: Target) -> str:
+    """The id of the release before the live one, now: a rollback to "previous" means the one before
+    what was live when it was asked for, not when its turn came."""
+    releases = read_manifest(storage, target).get("releases", [])
+    if len(releases) < 2:
+        raise InvalidRequest(f"rollback.release: oss://{target.bucket}/{target.prefix} has no earlier release")
+    return str(releases[1].get("id"))
+
+
 def rollback(
     storage: oss_io.OssClient,
     target: Target,
@@ -623,28 +702,26 @@ def rollback(
     """Re-publish a kept release: its stable-name files from the release store (its hashed assets
     are still there, kept by keep_releases), under the lease and in the order of a deploy."""
     started = time.monotonic()
+    if which == "previous":
+        which = previous_release(storage, target)
     lease = Lease(storage, target.bucket, target.prefix, claim, log, lease_ttl_s)
-    lease.acquire(deadline, lambda holder: None)
+    lease.acquire(deadline, lambda holder: _supersede_by_holder(holder, claim, target))
     switch = _Switch()
     live_before: dict[str, str] = {}
     try:
         manifest = read_manifest(storage, target)
+        _supersede_check(manifest, claim, target)  # newer wins, for rollbacks as for deploys
         if isinstance(manifest.get("keepReleases"), int):
             target = Target(target.bucket, target.prefix, manifest["keepReleases"])
         releases = manifest.get("releases", [])
-        if which == "previous":
-            if len(releases) < 2:
-                raise InvalidRequest(f"rollback.release: oss://{target.bucket}/{target.prefix} has no earlier release")
-            chosen = releases[1]
-        else:
-            chosen = next((r for r in releases if r.get("id") == which), None)
-            if chosen is None:
-                kept = ", ".join(str(r.get("id")) for r in releases) or "none"
-                raise InvalidRequest(f"rollback.release: {which!r} is not a kept release (kept: {kept})")
+        chosen = next((r for r in releases if r.get("id") == which), None)
+        if chosen is None:
+            kept = ", ".join(str(r.get("id")) for r in releases) or "none"
+            raise InvalidRequest(f"rollback.release: {which!r} is not a kept release (kept: {kept})")
         wanted = chosen.get("files")
         if not isinstance(wanted, dict):
             raise InvalidRequest(f"rollback.release: release {chosen.get('id')} was recorded without its files")
-        live = live_objects(storage, target)
+        live, _ = _without_nested(live_objects(storage, target), wanted, target)
         live_before.update(live)
         current = manifest["files"]
         current_id = (manifest.get("release") or {}).get("id", "earlier")
@@ -692,7 +769,7 @@ def rollback(
     except BaseException as exc:
         if not lease.lost:
             _restore(storage, target, switch, live_before, log)
-        if isinstance(exc, FcBuildError) and not isinstance(exc, InvalidRequest):
+        if isinstance(exc, FcBuildError) and not isinstance(exc, InvalidRequest | InvalidOutput | Superseded):
             raise _put_back(exc) from exc
         raise
     finally:

@@ -48,6 +48,13 @@ class BuildFailed(FcBuildError):
     error_type = "BuildFailed"
 
 
+class InvalidOutput(FcBuildError):
+    """The build's output cannot be deployed as it is (links, another site's folder, fcbuild's own
+    folder, names that cannot be OSS keys, over the size or file limits); nothing was published."""
+
+    error_type = "InvalidOutput"
+
+
 class BuildTimeout(FcBuildError):
     """Install or build ran past its deadline; its whole process group was killed."""
 
@@ -103,6 +110,7 @@ ERROR_TYPES: tuple[str, ...] = (
     "InvalidSource",
     "DownloadFailed",
     "BuildFailed",
+    "InvalidOutput",
     "BuildTimeout",
     "UploadFailed",
     "DiskFull",

@@ -242,3 +242,66 @@ def test_a_stale_lease_is_taken_over(local_oss, tmp_path):
     c.put_json("site", "stale/.fcbuild/lease/000000000000.json", {"release": "dead", "startedAt": 0, "deadline": 0})
     run(local_oss, tree(tmp_path, "v1", V1), "stale/", "alive", ttl=2.0)
     assert live(local_oss, "stale/") == V1
+
+
+def test_a_site_at_the_bucket_root_never_writes_into_a_site_deployed_under_it(local_oss, tmp_path):
+    """oss://site/docs/ is its own site. The root site's output has a docs/ folder: the deploy is
+    refused (naming the nested site) before anything is written, and the nested site keeps its files
+    and its manifest. A root output without docs/ deploys, and its retention never deletes a path in
+    docs/ that an old root release once had."""
+    from errors import InvalidOutput
+
+    docs_v1 = {"index.html": b"<p>docs</p>", "guide.html": b"<p>guide</p>"}
+    run(local_oss, tree(tmp_path, "root0", {**V1, "docs/old.html": b"<p>root's old page</p>"}), "", "root-0", keep=0)
+    run(local_oss, tree(tmp_path, "docs", {**docs_v1, "old.html": b"<p>docs' own</p>"}), "docs/", "docs-1")
+    nested_manifest = raw(local_oss).get_object("docs/.fcbuild/manifest.json").read()
+    with pytest.raises(InvalidOutput, match="docs/index.html and 1 more in docs/, where another site is deployed"):
+        run(local_oss, tree(tmp_path, "root1", {**V1, "docs/index.html": b"defaced", "docs/x.html": b"x"}), "", "r-1")
+    assert live(local_oss, "docs/")["index.html"] == b"<p>docs</p>"
+    assert manifest(local_oss, "")["release"]["id"] == "root-0"
+    run(local_oss, tree(tmp_path, "root2", V2), "", "root-2", keep=0)  # retention: root-0's docs/old.html is due
+    assert live(local_oss, "docs/") == {**docs_v1, "old.html": b"<p>docs' own</p>"}
+    assert raw(local_oss).get_object("docs/.fcbuild/manifest.json").read() == nested_manifest
+    assert serves(local_oss, "", {**V2}) is False  # the root site's listing includes the docs site
+    assert all(live(local_oss, "")[k] == v for k, v in V2.items())
+
+
+def test_a_rollback_asked_for_before_a_deploy_does_not_override_it(local_oss, tmp_path):
+    """Newer wins for rollbacks too: a deploy that started after the rollback was asked for is live
+    by the time the rollback's turn comes, so the rollback is Superseded and changes nothing; and
+    "previous" means the release before the one live when the rollback was asked for."""
+    for n, files in enumerate((V1, V2), 1):
+        run(local_oss, tree(tmp_path, f"v{n}", files), "rbw/", f"rel-{n}")
+    c = client(local_oss)
+    target = deployer.Target("site", "rbw/")
+    asked_at = time.time()
+    previous = deployer.previous_release(c, target)  # resolved when asked: rel-1
+    v3 = {**V2, "style.css": b"body{color:green}"}
+    run(local_oss, tree(tmp_path, "v3", v3), "rbw/", "rel-3", started=asked_at + 0.001)
+    with pytest.raises(Superseded):
+        deployer.rollback(
+            c, target, previous, claim=deployer.Claim("rb-late", asked_at), deadline=time.monotonic() + 60, log=log
+        )
+    assert live(local_oss, "rbw/")["style.css"] == b"body{color:green}"
+    assert manifest(local_oss, "rbw/")["release"]["id"] == "rel-3"
+    result = deployer.rollback(
+        c, target, previous, claim=deployer.Claim("rb-new", time.time()), deadline=time.monotonic() + 60, log=log
+    )
+    assert result["rolledBackTo"] == "rel-1" and all(live(local_oss, "rbw/")[k] == v for k, v in V1.items())
+
+
+def test_no_upload_starts_near_the_functions_deadline_and_the_live_site_stays(local_oss, tmp_path):
+    run(local_oss, tree(tmp_path, "v1", V1), "late/", "rel-1")
+    with pytest.raises(UploadFailed, match="deadline is 5s away"):
+        deployer.deploy(
+            client(local_oss),
+            deployer.Target("site", "late/"),
+            tree(tmp_path, "v2", V2),
+            scan_tree(str(tmp_path / "v2")),
+            claim=deployer.Claim("rel-2", time.time()),
+            record={},
+            cache_rules=(),
+            deadline=time.monotonic() + 5.4,
+            log=log,
+        )
+    assert serves(local_oss, "late/", V1) and manifest(local_oss, "late/")["release"]["id"] == "rel-1"
