@@ -40,12 +40,13 @@ from build_request import BuildJob, GitSource, ReleaseRequest, is_release_reques
 from build_runner import BuildLog, Containment, Runner
 from context import FcContext, redact
 from dep_cache import BuildCache, WarmCache, nested_trees
-from deploy_plan import is_content_hashed, scan_tree
+from deploy_plan import OutputRefused, is_content_hashed, scan_tree
 from errors import (
     BuildFailed,
     Busy,
     DiskFull,
     FcBuildError,
+    InvalidOutput,
     InvalidRequest,
     InvalidSource,
     SourceNotFound,
@@ -338,6 +339,9 @@ def _release_request(ctx: FcContext, req: ReleaseRequest, *, instance: Instance,
     where = f"oss://{target.bucket}/{target.prefix}"
     if req.action == "list":
         return {"requestId": ctx.request_id, "target": where, "releases": deployer.list_releases(storage, target)}
+    # "previous" is the release before the one live now, and the rollback is as new as its request:
+    # a deploy asked for after it wins, one asked for before it does not.
+    which = deployer.previous_release(storage, target) if req.release == "previous" else req.release
     wait = instance.settings.queue_wait_s
     lock = instance.target_lock(target.bucket, target.prefix)
     if not lock.acquire(timeout=wait):
@@ -346,8 +350,8 @@ def _release_request(ctx: FcContext, req: ReleaseRequest, *, instance: Instance,
         result = deployer.rollback(
             storage,
             target,
-            req.release,
-            claim=deployer.Claim(ctx.request_id, time.time()),
+            which,
+            claim=deployer.Claim(ctx.request_id, ctx.started_wall),
             deadline=ctx.deadline,
             log=log,
         )
@@ -450,7 +454,7 @@ def _run_in_slot(
     with steps.step("workspace"):
         paths = _make_workspace(settings, site)
     log.info("building in %s as %s", paths.workspace, slot.describe())
-    build_log = BuildLog(os.path.join(paths.workspace, "build.log"), secrets, log)
+    build_log = BuildLog(os.path.join(paths.workspace, "build.log"), secrets, log, settings.log_max_bytes)
     cache = BuildCache(
         instance.settings,
         instance.warm_cache,
@@ -539,7 +543,7 @@ def _run_in_slot(
         public_written = os.path.exists(public_index) and os.stat(public_index).st_mtime_ns != public_before
         with steps.step("deploy"):
             output = _output_dir(package_dir, job.output_dir, project, framework, public_written)
-            files = _scan_output(output, slot.uid)
+            files = _scan_output(output, slot.uid, settings, job.target.prefix)
             report = deployer.deploy(
                 storage,
                 deployer.Target(target.bucket, target.prefix, job.keep_releases),
@@ -576,7 +580,7 @@ def _run_in_slot(
         with isolation:
             _clean_up(paths, slot, instance, site, settings, log)
         if not settings.keep_workspace:
-            shutil.rmtree(paths.workspace, ignore_errors=True)
+            sandbox.remove_tree(paths.workspace)
         if run is not None:
             isolation.seconds += run.isolation_seconds
     return {
@@ -678,7 +682,7 @@ def _package_dir(project: str, root: str | None) -> str:
 def workspace_packages(project: str) -> dict[str, str]:
     """name -> folder of every package.json in the project (outside node_modules), a few levels down."""
     found: dict[str, str] = {}
-    for folder, dirs, files in os.walk(project):
+    for folder, dirs, files in sandbox.walk(project):
         dirs[:] = [d for d in dirs if d != "node_modules" and not d.startswith(".")]
         if os.path.relpath(folder, project).count(os.sep) >= 4:
             dirs[:] = []
@@ -724,7 +728,7 @@ def _output_dir(
     if real == os.path.realpath(project or package_dir) and requested is None:
         raise BuildFailed("the output folder is the project itself")
     if os.path.lexists(os.path.join(real, META_DIR.rstrip("/"))):
-        raise InvalidSource(f"the build output has a {META_DIR} folder, which fcbuild keeps for itself")
+        raise InvalidOutput(f"the build output has a {META_DIR} folder, which fcbuild keeps for itself")
     return real
 
 
@@ -741,7 +745,7 @@ def _make_workspace(settings: PipelineSettings, site: str) -> BuildPaths:
         raise DiskFull(f"{root}: {free_mb} MB free, {settings.min_free_mb} MB needed (raise the function's disk size)")
     workspace = os.path.join(root, "ws", site)
     if os.path.lexists(workspace):  # left by a build that did not finish (the runtime was killed)
-        shutil.rmtree(workspace, ignore_errors=True)
+        sandbox.remove_tree(workspace)
     os.mkdir(workspace, 0o711)
     os.chmod(workspace, 0o711)
     return BuildPaths(
@@ -798,7 +802,7 @@ def _clean_up(
             sandbox.remove_files_of(slot.uid, skip=(settings.workspace_root,))
         kept = os.path.join(settings.workspace_root, "cache", "sites", site)
         if os.path.isdir(paths.caches) and not os.path.islink(paths.caches):
-            shutil.rmtree(kept, ignore_errors=True)
+            sandbox.remove_tree(kept)
             os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
             os.rename(paths.caches, kept)
     except OSError as exc:
@@ -837,7 +841,7 @@ def _install(run: Runner, job: BuildJob, pm: PackageManager, project: str, *, re
     if changed:
         log.warning("npm install changed %s on the restored tree: running a clean npm ci instead", pm.lockfile)
         _write_no_follow(lock_path, before)  # the install could have left a link there
-        shutil.rmtree(os.path.join(project, "node_modules"), ignore_errors=True)
+        sandbox.remove_tree(os.path.join(project, "node_modules"))
         run("install", pm.install_argv())
 
 
@@ -905,11 +909,20 @@ def prefix_warnings(output: str, prefix: str) -> list[str]:
     ]
 
 
-def _scan_output(output: str, owner: int | None) -> list[Any]:
+def _scan_output(output: str, owner: int | None, settings: PipelineSettings, prefix: str) -> list[Any]:
+    """The files to deploy, refused whole (InvalidOutput, before anything is uploaded) when one of them
+    cannot be, or when there are more of them than the function allows."""
+    room = 1023 - len(prefix.encode("utf-8"))
     try:
-        return scan_tree(output, owner_uid=owner)
-    except ValueError as exc:
-        raise BuildFailed(f"the build output was refused: {exc}") from None
+        return scan_tree(
+            output,
+            owner_uid=owner,
+            max_files=settings.max_output_files,
+            max_bytes=settings.max_output_bytes,
+            max_path_bytes=room,
+        )
+    except OutputRefused as exc:
+        raise InvalidOutput(f"the build output was refused: {exc}") from None
 
 
 def _provenance(

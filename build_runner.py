@@ -84,12 +84,17 @@ class BuildLog:
     that is saved next to the deploy, and its tail kept for the error message. A failed write
     (a full disk) is counted, never raised: the output keeps being drained."""
 
-    def __init__(self, path: str, secrets: Callable[[], tuple[str, ...]], log: Any) -> None:
+    def __init__(self, path: str, secrets: Callable[[], tuple[str, ...]], log: Any, max_bytes: int = 0) -> None:
         self.path = path
         self.secrets = secrets
         self.log = log
+        self.max_bytes = max_bytes  # FCBUILD_LOG_MAX_MB: what the file (and the runtime's log) takes; 0: no cap
+        self.written = 0
+        self.over_lines = 0  # past the cap: counted, not kept (but for the tail)
+        self.over_bytes = 0
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        self.step_lines: collections.deque[str] = collections.deque(maxlen=20_000)  # the current step's
+        # The current step's last lines, shortened, for the cause finder: a bounded few MB whatever is printed.
+        self.step_lines: collections.deque[str] = collections.deque(maxlen=20_000)
         self.lost_lines = 0
         self._lock = threading.Lock()
         try:
@@ -100,17 +105,33 @@ class BuildLog:
 
     def line(self, step: str, text: str) -> None:
         text = redact(text.rstrip("\r\n"), self.secrets())[:2000]
+        entry = f"[{step}] {text}\n"
         with self._lock:
             self.tail.append(text)
-            self.step_lines.append(text)
-            if self._file is not None and not self._file.closed:
-                try:
-                    self._file.write(f"[{step}] {text}\n")
-                except OSError:
-                    self.lost_lines += 1
+            self.step_lines.append(text[:500])
+            if self.max_bytes and self.written + len(entry) > self.max_bytes:
+                self.over_lines += 1
+                self.over_bytes += len(entry)
+                first_over = self.over_lines == 1
             else:
-                self.lost_lines += 1
-        self.log.info("[%s] %s", step, text)
+                first_over = False
+                self.written += len(entry)
+                if self._file is not None and not self._file.closed:
+                    try:
+                        self._file.write(entry)
+                    except OSError:
+                        self.lost_lines += 1
+                else:
+                    self.lost_lines += 1
+        if self.over_lines == 0:
+            self.log.info("[%s] %s", step, text)
+        elif first_over:
+            self.log.warning(
+                "the build's output passed FCBUILD_LOG_MAX_MB (%d MB): further lines are counted, not logged or "
+                "saved, but for the last %d",
+                self.max_bytes // (1024 * 1024),
+                TAIL_LINES,
+            )
 
     def tail_text(self) -> str:
         with self._lock:
@@ -151,7 +172,13 @@ class BuildLog:
                 data = f.read()
         except OSError:
             pass
-        if self.lost_lines:
+        if self.over_lines:
+            note = (
+                f"[fcbuild] {self.over_lines} more line(s) ({self.over_bytes} bytes) passed FCBUILD_LOG_MAX_MB "
+                f"({self.max_bytes // (1024 * 1024)} MB) and were not kept; the last lines were:\n"
+            )
+            data += (note + self.tail_text() + "\n").encode()
+        elif self.lost_lines:
             note = f"[fcbuild] {self.lost_lines} line(s) could not be written to disk; the last lines were:\n"
             data += (note + self.tail_text() + "\n").encode()
         return data

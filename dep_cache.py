@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import sandbox
 from errors import FcBuildError, SourceNotFound
 from settings import library_path
 from toolchain import NodeInstall, PackageManager
@@ -52,7 +53,7 @@ def nested_trees(project: str) -> list[str]:
     """The folders under `project` (not the project itself, none inside a node_modules) that hold a
     node_modules of their own: a workspace's packages after a workspace install."""
     found = []
-    for folder, dirs, _ in os.walk(project):
+    for folder, dirs, _ in sandbox.walk(project):
         rel = os.path.relpath(folder, project)
         depth = 0 if rel == "." else rel.count(os.sep) + 1
         if rel != "." and "node_modules" in dirs and not os.path.islink(os.path.join(folder, "node_modules")):
@@ -149,7 +150,7 @@ class WarmCache:
         rels = nested_trees(project)
         with self._lock:
             self._busy[key] = "saving"  # until the caller's release(): it may pack the entry for OSS
-            shutil.rmtree(entry, ignore_errors=True)
+            sandbox.remove_tree(entry)
             os.makedirs(entry)
             os.rename(tree, os.path.join(entry, "node_modules"))
             for rel in rels:
@@ -179,14 +180,14 @@ class WarmCache:
                     entries.append((float(meta["usedAt"]), name, int(meta["bytes"] or 0)))
                 except (OSError, ValueError, KeyError, TypeError):
                     if name not in self._busy:  # a half-written entry: not worth keeping
-                        shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+                        sandbox.remove_tree(os.path.join(self.root, name))
             total = sum(e[2] for e in entries)
             for _, name, nbytes in sorted(entries):
                 if total <= self.max_bytes:
                     break
                 if name in self._busy:
                     continue
-                shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+                sandbox.remove_tree(os.path.join(self.root, name))
                 total -= nbytes
 
     def release(self, key: str) -> None:
@@ -352,7 +353,7 @@ class BuildCache:
             self.log.warning("dependency cache oss://%s/%s ignored and to be replaced: %s", bucket, key, why)
             self.outcome.note = f"OSS entry ignored: {why}"
             self._replace_oss = True
-            shutil.rmtree(os.path.join(self.project, "node_modules"), ignore_errors=True)
+            sandbox.remove_tree(os.path.join(self.project, "node_modules"))
             return "miss"
         return "oss"
 
@@ -560,7 +561,7 @@ class _Budget:
 
 def _tree_bytes(path: str) -> int:
     total = 0
-    for folder, _, files in os.walk(path):
+    for folder, _, files in sandbox.walk(path):
         for name in files:
             try:
                 total += os.lstat(os.path.join(folder, name)).st_size

@@ -240,36 +240,82 @@ def live_matches(entry: Mapping[str, object], live_etag: str | None) -> bool:
     return live_etag.strip('"').upper() == recorded.strip('"').upper()
 
 
-def scan_tree(root: str, *, owner_uid: int | None = None) -> list[LocalFile]:
-    """Every regular file under `root` with its size and MD5. Symlinks are refused, not followed;
-    with `owner_uid`, so is a file that user does not own (a hard link to a file of the system's)."""
-    found = []
-    for folder, dirs, names in os.walk(root):
-        dirs.sort()
-        for name in sorted(names):
-            full = os.path.join(folder, name)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
+class OutputRefused(ValueError):
+    """The output folder cannot be deployed as it is; the message names the path and why."""
+
+
+META_SEGMENT = ".fcbuild"  # fcbuild's own folder under a site's prefix: never published, at any depth
+
+
+def scan_tree(
+    root: str,
+    *,
+    owner_uid: int | None = None,
+    max_files: int | None = None,
+    max_bytes: int | None = None,
+    max_path_bytes: int = 1023,
+) -> list[LocalFile]:
+    """Every regular file under `root` with its size and MD5, read once, depth first without
+    recursion (a 5,000-deep tree is refused by its path length, not by Python's stack).
+
+    Refused (OutputRefused, naming the path): a link (never followed); with `owner_uid`, a file that
+    user does not own (a hard link to a file of the system's); a `.fcbuild` folder or file at any
+    depth; a name that is not UTF-8 (it cannot be an OSS key); a path longer than `max_path_bytes`;
+    more than `max_files` files or `max_bytes` bytes (counted before anything is hashed past them).
+    """
+    found: list[LocalFile] = []
+    total = 0
+    todo = [""]
+    while todo:
+        rel_dir = todo.pop()
+        folder = os.path.join(root, rel_dir) if rel_dir else root
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        subdirs = []
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             try:
-                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            except OSError:
-                raise ValueError(f"{rel}: not a regular file (links are not deployed)") from None
-            with open(fd, "rb") as f:
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    raise ValueError(f"{rel}: not a regular file (links are not deployed)")
-                if owner_uid is not None and st.st_uid != owner_uid:
-                    raise ValueError(
-                        f"{rel}: not written by the build (owned by uid {st.st_uid}, a hard link to another file?)"
-                    )
-                md5 = hashlib.md5()
-                while chunk := f.read(1 << 20):
-                    md5.update(chunk)
-            found.append(LocalFile(rel, st.st_size, md5.hexdigest()))
-        for d in dirs:
-            if os.path.islink(os.path.join(folder, d)):
-                rel = os.path.relpath(os.path.join(folder, d), root)
-                raise ValueError(f"{rel}: a link to a folder (links are not deployed)")
+                size = len(rel.encode("utf-8"))
+            except UnicodeEncodeError:
+                raise OutputRefused(f"{shown}: a name that is not UTF-8 (it cannot name an OSS object)") from None
+            if size > max_path_bytes:
+                raise OutputRefused(f"{shown[:120]}...: a path of {size} bytes (at most {max_path_bytes} here)")
+            if entry.name == META_SEGMENT:
+                raise OutputRefused(f"{rel}: a {META_SEGMENT} folder or file, which fcbuild keeps for itself")
+            if entry.is_symlink():
+                kind = "folder" if entry.is_dir() else "file"
+                raise OutputRefused(f"{rel}: a link to a {kind} (links are not deployed)")
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(rel)
+                continue
+            total += entry.stat(follow_symlinks=False).st_size
+            if max_files is not None and len(found) >= max_files:
+                raise OutputRefused(f"more than {max_files} files (FCBUILD_MAX_FILES)")
+            if max_bytes is not None and total > max_bytes:
+                raise OutputRefused(f"more than {max_bytes // (1024 * 1024)} MB (FCBUILD_MAX_OUTPUT_MB)")
+            found.append(_scan_file(entry.path, rel, owner_uid))
+        todo.extend(reversed(subdirs))
     return found
+
+
+def _scan_file(full: str, rel: str, owner_uid: int | None) -> LocalFile:
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        raise OutputRefused(f"{rel}: not a regular file (links are not deployed)") from None
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OutputRefused(f"{rel}: not a regular file (links are not deployed)")
+        if owner_uid is not None and st.st_uid != owner_uid:
+            raise OutputRefused(
+                f"{rel}: not written by the build (owned by uid {st.st_uid}, a hard link to another file?)"
+            )
+        md5 = hashlib.md5()
+        while chunk := f.read(1 << 20):
+            md5.update(chunk)
+    return LocalFile(rel, st.st_size, md5.hexdigest())
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import signal
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from errors import Busy, NotAvailable
@@ -257,6 +257,72 @@ def reap_orphans(tracked: Iterable[int]) -> int:
 
 
 # --- files --------------------------------------------------------------------------------------
+# A build makes its trees as deep as it likes (a 5,000-deep folder is a few lines of script); the
+# standard library's os.walk and shutil.rmtree recurse once per level (Python 3.11), and fail on it
+# with RecursionError. These two never recurse.
+
+
+def walk(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk(top) top-down, without recursion; links are listed as files, never followed. Prune
+    by editing the yielded folder list, as with os.walk."""
+    todo = [top]
+    while todo:
+        folder = todo.pop()
+        dirs, files = [], []
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    (dirs if entry.is_dir(follow_symlinks=False) else files).append(entry.name)
+        except OSError:
+            continue
+        yield folder, dirs, files
+        todo.extend(os.path.join(folder, d) for d in reversed(dirs))
+
+
+def remove_tree(path: str) -> bool:
+    """shutil.rmtree(path, ignore_errors=True), without recursion and without following a link:
+    one folder open at a time, the way down remembered by name. Returns whether it is gone."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        try:
+            os.unlink(path)  # a file or a link
+            return True
+        except OSError:
+            return False
+    names: list[str] = []
+    try:
+        while True:
+            sub = None
+            with os.scandir(fd) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        sub = entry.name
+                        break
+                    os.unlink(entry.name, dir_fd=fd)
+            if sub is not None:
+                child = os.open(sub, flags, dir_fd=fd)
+                os.close(fd)
+                fd, names = child, [*names, sub]
+                continue
+            if not names:
+                break
+            parent = os.open("..", flags, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            os.rmdir(names.pop(), dir_fd=fd)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
+    return True
 
 
 def chown_tree(path: str, uid: int, gid: int, *, only_from: Iterable[int] | None = None) -> int:
@@ -264,7 +330,7 @@ def chown_tree(path: str, uid: int, gid: int, *, only_from: Iterable[int] | None
     only entries owned by those uids change hands (never a system file a build hard-linked)."""
     allowed = None if only_from is None else set(only_from)
     count = 0
-    for folder, dirs, files in os.walk(path):
+    for folder, dirs, files in walk(path):
         for full in [folder] if folder == path else []:
             count += _chown_one(full, uid, gid, allowed)
         for name in dirs + files:
@@ -305,7 +371,6 @@ def tree_owner(path: str) -> int | None:
 def remove_files_of(uid: int, dirs: Sequence[str] = SHARED_TMP_DIRS, skip: Sequence[str] = ()) -> int:
     """Remove what `uid` left in world-writable folders (it could be read, or trusted, by a later
     build of the same uid). Returns how many entries went."""
-    import shutil
 
     skipped = {os.path.realpath(s) for s in skip}
     removed = 0
@@ -323,7 +388,8 @@ def remove_files_of(uid: int, dirs: Sequence[str] = SHARED_TMP_DIRS, skip: Seque
                 continue
             try:
                 if stat.S_ISDIR(st.st_mode):
-                    shutil.rmtree(entry.path)
+                    if not remove_tree(entry.path):
+                        raise OSError(errno.EIO, f"could not remove {entry.path}")
                 else:
                     os.unlink(entry.path)
                 removed += 1

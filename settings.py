@@ -56,6 +56,9 @@ class PipelineSettings:
     default_timeout_s: int = 900
     max_archive_bytes: int = 4 * 1024**3
     max_archive_files: int = 200_000
+    log_max_bytes: int = 20 * 1024 * 1024  # FCBUILD_LOG_MAX_MB: a build log's share of disk, memory and the logs
+    max_output_files: int = 100_000  # FCBUILD_MAX_FILES: a deploy of more is refused before anything is uploaded
+    max_output_bytes: int = 5120 * 1024 * 1024  # FCBUILD_MAX_OUTPUT_MB
     keep_workspace: bool = False
     cache_enabled: bool = True
     cache_max_bytes: int = 2048 * 1024 * 1024
@@ -96,6 +99,9 @@ class PipelineSettings:
             default_timeout_s=_positive(get, "FCBUILD_DEFAULT_TIMEOUT_S", 900),
             max_archive_bytes=_positive(get, "FCBUILD_MAX_ARCHIVE_MB", 4096) * 1024 * 1024,
             max_archive_files=_positive(get, "FCBUILD_MAX_ARCHIVE_FILES", 200_000),
+            log_max_bytes=_positive(get, "FCBUILD_LOG_MAX_MB", 20) * 1024 * 1024,
+            max_output_files=_positive(get, "FCBUILD_MAX_FILES", 100_000),
+            max_output_bytes=_positive(get, "FCBUILD_MAX_OUTPUT_MB", 5120) * 1024 * 1024,
             keep_workspace=get("FCBUILD_KEEP_WORKSPACE", "") in ("1", "true", "yes"),
             cache_enabled=get("FCBUILD_CACHE", "1") not in ("0", "false", "no"),
             cache_max_bytes=_positive(get, "FCBUILD_CACHE_MAX_MB", 2048, minimum=0) * 1024 * 1024,

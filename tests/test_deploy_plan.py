@@ -120,3 +120,39 @@ def test_a_hashed_file_left_by_an_unfinished_deploy_is_not_sent_again():
     files = [LocalFile("assets/app-a1b2c3d4.js", 100, "c" * 32)]
     plan = plan_deploy(files, {}, live_etags={"assets/app-a1b2c3d4.js": '"' + "C" * 32 + '"'})
     assert not plan.uploads and plan.manifest["assets/app-a1b2c3d4.js"]["etag"] == "C" * 32
+
+
+def test_the_output_scan_refuses_what_cannot_be_deployed(tmp_path):
+    import os
+
+    import pytest
+
+    from deploy_plan import OutputRefused, scan_tree
+
+    def fresh(name):
+        root = tmp_path / name
+        root.mkdir()
+        (root / "index.html").write_text("<p>ok</p>")
+        return root
+
+    deep = fresh("meta")
+    (deep / "docs" / ".fcbuild").mkdir(parents=True)
+    (deep / "docs" / ".fcbuild" / "manifest.json").write_text("{}")
+    with pytest.raises(OutputRefused, match="docs/.fcbuild: a .fcbuild folder"):
+        scan_tree(str(deep))
+    odd = fresh("bytes")
+    os.close(os.open(os.path.join(os.fsencode(odd), b"caf\xe9.html"), os.O_CREAT | os.O_WRONLY, 0o644))
+    with pytest.raises(OutputRefused, match="not UTF-8"):
+        scan_tree(str(odd))
+    tall = fresh("deep")
+    os.makedirs(os.path.join(tall, *["d"] * 600))  # 1,200 bytes of path, 600 levels: no recursion, refused by length
+    with pytest.raises(OutputRefused, match="a path of"):
+        scan_tree(str(tall))
+    many = fresh("many")
+    for i in range(5):
+        (many / f"f{i}.txt").write_text("x" * 100)
+    assert len(scan_tree(str(many), max_files=6, max_bytes=10_000)) == 6
+    with pytest.raises(OutputRefused, match="more than 5 files"):
+        scan_tree(str(many), max_files=5)
+    with pytest.raises(OutputRefused, match="FCBUILD_MAX_OUTPUT_MB"):
+        scan_tree(str(many), max_bytes=300)

@@ -220,7 +220,7 @@ def test_a_hard_link_to_a_file_the_build_does_not_own_is_not_published(oss, runt
         f.write("root's file, writable by all\n")
     os.chmod(target, 0o666)  # the only kind a build user may hard-link (fs.protected_hardlinks)
     resp = attack(runtime, "hard/", "hardlink", evidence, build={"env": {"HARDLINK_TARGET": target}})
-    message = function_error(resp, "BuildFailed")["errorMessage"]
+    message = function_error(resp, "InvalidOutput")["errorMessage"]
     assert report(evidence, "build")["hardlink"] == "made"
     assert "p: not written by the build" in message
     assert not [o.key for o in oss2.ObjectIteratorV2(site(oss), prefix="hard/") if "/.fcbuild/" not in o.key]
@@ -327,6 +327,57 @@ def test_a_full_disk_is_disk_full_and_the_log_is_still_saved(oss):
             assert rt.stop() == 0
     finally:
         subprocess.run(["umount", "-l", mount], check=False)
+
+
+@pytest.fixture(scope="module")
+def limited(oss):
+    """A runtime with small output limits: 200 files, a build log of 1 MB."""
+    rt = start_runtime(runtime_env(oss, FCBUILD_MAX_FILES="200", FCBUILD_LOG_MAX_MB="1"))
+    yield rt
+    rt.kill()
+
+
+@pytest.mark.parametrize(
+    "attacks, env, expected",
+    [
+        ("many-files", {"MANY_FILES": "300"}, "more than 200 files (FCBUILD_MAX_FILES)"),
+        ("deep", {}, "a path of"),
+        ("bad-name", {}, "a name that is not UTF-8"),
+        ("nested-meta", {}, "docs/.fcbuild: a .fcbuild folder or file"),
+    ],
+)
+def test_an_output_that_cannot_be_deployed_is_refused_whole_with_a_typed_error(oss, limited, attacks, env, expected):
+    """More files than FCBUILD_MAX_FILES, a folder 5,000 deep, a name that is not UTF-8, a `.fcbuild`
+    below the top: InvalidOutput (never Internal) naming it, nothing published, the status object ends
+    `failed`, and the instance builds the next request."""
+    prefix = f"out-{attacks}/"
+    rid = f"out-{attacks}-1"
+    resp = attack(limited, prefix, attacks, shared_dir(), build={"env": env}, request_id=rid)
+    assert expected in function_error(resp, "InvalidOutput")["errorMessage"]
+    published = [o.key for o in oss2.ObjectIteratorV2(site(oss), prefix=prefix)]
+    assert published and all(k.startswith(prefix + ".fcbuild/") for k in published), published
+    status = json.loads(site(oss).get_object(f"{prefix}.fcbuild/status/{rid}.json").read())
+    assert status["status"] == "failed" and status["error"]["errorType"] == "InvalidOutput", status
+    after = limited.invoke(
+        {"source": "oss://src/tiny.tar.gz", "target": f"oss://site/after-{attacks}/"}, headers=HEADER_CREDS
+    )
+    assert after.status == 200, after.body
+
+
+def test_a_build_that_prints_without_end_is_logged_up_to_the_cap_with_flat_memory(oss, limited):
+    """The build prints 200 MB: its saved log and the runtime's own log keep the first 1 MB
+    (FCBUILD_LOG_MAX_MB) and a summary with the last lines; the runtime's peak memory stays far below
+    what it printed."""
+    resp = attack(limited, "flood/", "flood", shared_dir(), build={"env": {"FLOOD_MB": "200"}}, request_id="flood-1")
+    assert resp.status == 200, resp.body
+    saved = site(oss).get_object("flood/.fcbuild/logs/flood-1.log").read()
+    assert len(saved) < 1.1 * 1024 * 1024, len(saved)
+    assert b"passed FCBUILD_LOG_MAX_MB (1 MB) and were not kept" in saved and b"LAST-FLOOD-LINE" in saved
+    assert len(limited.output()) < 3 * 1024 * 1024
+    python_pid = int(limited.output().split("(pid ", 1)[1].split(")", 1)[0])  # under the bootloaders, when frozen
+    with open(f"/proc/{python_pid}/status") as f:
+        peak_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    assert peak_kb < 300 * 1024, peak_kb
 
 
 def test_no_build_finds_or_writes_an_enclosing_git_repository(oss):
