@@ -50,6 +50,7 @@ from errors import (
     InvalidRequest,
     InvalidSource,
     SourceNotFound,
+    with_message,
 )
 from settings import PipelineSettings, library_path
 from tool_cache import PackageManagerReleases
@@ -452,7 +453,7 @@ def _run_in_slot(
     if job.timeout_s:
         deadline = min(deadline, started + job.timeout_s)
     with steps.step("workspace"):
-        paths = _make_workspace(settings, site)
+        paths = _make_workspace(settings, site, instance, log)
     log.info("building in %s as %s", paths.workspace, slot.describe())
     build_log = BuildLog(os.path.join(paths.workspace, "build.log"), secrets, log, settings.log_max_bytes)
     cache = BuildCache(
@@ -567,13 +568,13 @@ def _run_in_slot(
     except (FcBuildError, OSError) as exc:
         failure = _as_failure(exc, steps, settings)
         if failure is None:
-            _keep_quietly(cache, to_oss=False, log=log)
+            _keep_quietly(cache, to_oss=False, ok=False, log=log)
             raise
         saved = _save_log(storage, target.bucket, log_key, build_log, log)
-        _keep_quietly(cache, to_oss=False, log=log)
-        raise type(failure)(f"{failure}\n(build log: {saved})" if saved else str(failure)) from exc
+        _keep_quietly(cache, to_oss=False, ok=False, log=log)
+        raise with_message(failure, f"{failure}\n(build log: {saved})" if saved else str(failure)) from exc
     except BaseException:
-        _keep_quietly(cache, to_oss=False, log=log)
+        _keep_quietly(cache, to_oss=False, ok=False, log=log)
         raise
     finally:
         build_log.close()
@@ -625,10 +626,10 @@ def _as_failure(exc: BaseException, steps: _Steps, settings: PipelineSettings) -
     return None
 
 
-def _keep_quietly(cache: BuildCache, *, to_oss: bool, log: Any) -> None:
+def _keep_quietly(cache: BuildCache, *, to_oss: bool, log: Any, ok: bool = True) -> None:
     """The cache never turns a result into a failure (a full disk included)."""
     try:
-        cache.keep(to_oss=to_oss)
+        cache.keep(to_oss=to_oss, ok=ok)
     except OSError as exc:
         log.warning("dependency cache not kept: %s", exc)
 
@@ -735,12 +736,20 @@ def _output_dir(
 # --- the workspace ----------------------------------------------------------------------------
 
 
-def _make_workspace(settings: PipelineSettings, site: str) -> BuildPaths:
+def _make_workspace(settings: PipelineSettings, site: str, instance: Instance, log: Any) -> BuildPaths:
     """The target's workspace, at the same path for every build of the target (bundlers that embed
-    absolute paths then name files alike): root-owned, passable but not listable by builds."""
+    absolute paths then name files alike): root-owned, passable but not listable by builds. A disk
+    too full to start gets room from the warm cache first."""
     root = settings.workspace_root
     sandbox.ensure_root(settings.workspace_root)  # an invoke may come without /initialize
     free_mb = shutil.disk_usage(root).free // 2**20
+    if free_mb < settings.min_free_mb:
+        removed = instance.warm_cache.free_up(settings.min_free_mb * 2**20, root)
+        now_mb = shutil.disk_usage(root).free // 2**20
+        log.warning(
+            "%d MB free under %s: removed %d warm dependency tree(s), %d MB free now", free_mb, root, removed, now_mb
+        )
+        free_mb = now_mb
     if free_mb < settings.min_free_mb:
         raise DiskFull(f"{root}: {free_mb} MB free, {settings.min_free_mb} MB needed (raise the function's disk size)")
     workspace = os.path.join(root, "ws", site)

@@ -18,6 +18,7 @@ A corrupt, partial or foreign entry is ignored (and replaced), never fatal.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import gzip
 import hashlib
 import json
@@ -30,7 +31,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +117,9 @@ class WarmCache:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._busy: dict[str, str] = {}  # key -> "build" (in a workspace) or "saving" (being packed for OSS)
+        self._sizes: dict[str, int] = {}  # measured by admit(), recorded by measure_and_evict()
+        self._packs = 0  # hard-linked copies being packed for OSS (they hold their trees' blocks)
+        self.refused = ""  # why admit() last refused a tree
 
     def _dir(self, key: str) -> str:
         return os.path.join(self.root, key)
@@ -160,10 +164,65 @@ class WarmCache:
                 json.dump({"key": key, "usedAt": time.time(), "bytes": None, "nested": rels}, f)
         return True
 
+    def admit(self, key: str) -> bool:
+        """Measure a kept entry (held busy by the caller): a tree over the whole cap, or with a sparse
+        file (a hole of more than SPARSE_HOLE_BYTES: what an 8 GiB `truncate` costs a build nothing to
+        make, and would cost every site's warm trees and the OSS copy), is removed, never kept. Slow:
+        background."""
+        entry = self._dir(key)
+        size, sparse = 0, ""
+        for tree in (os.path.join(entry, "node_modules"), os.path.join(entry, NESTED)):
+            more, hole = _tree_stats(tree)
+            size, sparse = size + more, sparse or hole
+        why = f"it holds a sparse file ({sparse})" if sparse else ""
+        if not why and size > self.max_bytes:
+            why = f"it is {size // 2**20} MB, over FCBUILD_CACHE_MAX_MB ({self.max_bytes // 2**20} MB)"
+        if why:
+            sandbox.remove_tree(entry)
+            self.refused = why
+            return False
+        self._sizes[key] = size
+        return True
+
+    def free_up(self, needed_bytes: int, path: str) -> int:
+        """Remove least recently used entries that no build holds until `path`'s disk has
+        `needed_bytes` free (a build that filled the disk must not fail every later one). Returns how
+        many went."""
+        removed = 0
+        deadline = time.monotonic() + 30
+        with self._changed:
+            # A tree being packed for OSS is held until its copy is made, and the copy (hard links) holds
+            # its blocks until the pack is done: packs end (or fail on the full disk) soon.
+            while ("saving" in self._busy.values() or self._packs) and time.monotonic() < deadline:
+                self._changed.wait(deadline - time.monotonic())
+            for _, name, _ in sorted(self._entries()):
+                if shutil.disk_usage(path).free >= needed_bytes:
+                    break
+                if name in self._busy:
+                    continue
+                sandbox.remove_tree(os.path.join(self.root, name))
+                removed += 1
+        return removed
+
+    def _entries(self) -> list[tuple[float, str, int]]:
+        """(used at, name, bytes) of every entry; a half-written one (not busy) is removed. Under the lock."""
+        entries = []
+        for name in os.listdir(self.root) if os.path.isdir(self.root) else []:
+            try:
+                with open(os.path.join(self.root, name, "meta.json"), encoding="utf-8") as f:
+                    meta = json.load(f)
+                entries.append((float(meta["usedAt"]), name, int(meta["bytes"] or 0)))
+            except (OSError, ValueError, KeyError, TypeError):
+                if name not in self._busy:  # a half-written entry: not worth keeping
+                    sandbox.remove_tree(os.path.join(self.root, name))
+        return entries
+
     def measure_and_evict(self, key: str) -> None:
         """Record the entry's size, then drop least recently used entries over the cap. Slow: background."""
         entry = self._dir(key)
-        size = _tree_bytes(os.path.join(entry, "node_modules")) + _tree_bytes(os.path.join(entry, NESTED))
+        size = self._sizes.pop(key, None)
+        if size is None:
+            size = _tree_stats(os.path.join(entry, "node_modules"))[0] + _tree_stats(os.path.join(entry, NESTED))[0]
         meta_path = os.path.join(entry, "meta.json")
         with self._lock:
             if os.path.exists(meta_path):
@@ -172,15 +231,7 @@ class WarmCache:
                 meta["bytes"] = size
                 with open(meta_path, "w", encoding="utf-8") as f:
                     json.dump(meta, f)
-            entries = []
-            for name in os.listdir(self.root) if os.path.isdir(self.root) else []:
-                try:
-                    with open(os.path.join(self.root, name, "meta.json"), encoding="utf-8") as f:
-                        meta = json.load(f)
-                    entries.append((float(meta["usedAt"]), name, int(meta["bytes"] or 0)))
-                except (OSError, ValueError, KeyError, TypeError):
-                    if name not in self._busy:  # a half-written entry: not worth keeping
-                        sandbox.remove_tree(os.path.join(self.root, name))
+            entries = self._entries()
             total = sum(e[2] for e in entries)
             for _, name, nbytes in sorted(entries):
                 if total <= self.max_bytes:
@@ -194,6 +245,17 @@ class WarmCache:
         with self._changed:
             self._busy.pop(key, None)
             self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def packing(self) -> Iterator[None]:
+        with self._changed:
+            self._packs += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._packs -= 1
+                self._changed.notify_all()
 
     def snapshot(self, key: str, dest: str) -> bool:
         """Hard-link the entry's tree into `dest` (metadata only: fast), so it can be packed for OSS
@@ -267,7 +329,7 @@ def _pack_units(entry: str, rels: list[str]) -> list[tuple[str, str, int]]:
                     children = [item]
             for child in children:
                 arcname = f"{arc_root}/{os.path.relpath(child.path, root)}"
-                size = _tree_bytes(child.path) if child.is_dir(follow_symlinks=False) else 512
+                size = _tree_stats(child.path)[0] if child.is_dir(follow_symlinks=False) else 512
                 units.append((arcname, child.path, size))
     return units
 
@@ -447,13 +509,19 @@ class BuildCache:
                 except OSError:
                     pass
 
-    def keep(self, *, to_oss: bool) -> None:
+    def keep(self, *, to_oss: bool, ok: bool = True) -> None:
         """After the build: the installed tree goes back to the warm cache (a rename), and, after a
-        deploy, a packed copy goes to OSS in the background unless one is there already."""
+        deploy, a packed copy goes to OSS in the background unless one is there already. The tree of a
+        build that failed (`ok` False) is never kept: whatever it did to it, and whatever it filled
+        the disk with, goes with its workspace."""
         key = self.outcome.key
         if not key or not self.project:
             return
         warm = self.warm_cache
+        if not ok:
+            warm.release(key)
+            self.outcome.saved = "discarded (the build failed)"
+            return
         try:
             kept = self.installed and warm.put(key, self.project)
         except OSError as exc:
@@ -475,10 +543,22 @@ class BuildCache:
         hard-linked snapshot is made, so a rebuild right after this one does not wait for the upload."""
         warm = self.warm_cache
         staging = os.path.join(self.settings.workspace_root, "cache", f"save-{uuid.uuid4().hex}")
+        admitted = False
+        with warm.packing():
+            admitted = self._pack_and_upload(key, bucket, oss_key, upload, staging)
+        if admitted:
+            warm.measure_and_evict(key)
+
+    def _pack_and_upload(self, key: str, bucket: str, oss_key: str, upload: bool, staging: str) -> bool:
+        warm = self.warm_cache
         snapshot = os.path.join(staging, "entry")
+        admitted = False
         try:
             try:
-                needed = upload and (self._replace_oss or not self.storage.object_exists(bucket, oss_key))
+                admitted = warm.admit(key)
+                if not admitted:
+                    self.log.warning("dependency cache: the tree was not kept: %s", warm.refused)
+                needed = admitted and upload and (self._replace_oss or not self.storage.object_exists(bucket, oss_key))
                 os.makedirs(staging)
                 have = needed and warm.snapshot(key, snapshot)
             finally:
@@ -506,8 +586,8 @@ class BuildCache:
         except Exception as exc:  # a cache that cannot be saved costs the next cold build time, nothing else
             self.log.warning("dependency cache not saved to oss://%s/%s: %s", bucket, oss_key, exc)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        warm.measure_and_evict(key)
+            sandbox.remove_tree(staging)
+        return admitted
 
 
 DEPENDENCY_FIELDS = (
@@ -559,12 +639,19 @@ class _Budget:
             self._stopped = True
 
 
-def _tree_bytes(path: str) -> int:
-    total = 0
+SPARSE_HOLE_BYTES = 64 * 2**20  # a file whose size passes what it occupies on disk by this much is sparse
+
+
+def _tree_stats(path: str) -> tuple[int, str]:
+    """The bytes under `path` (their apparent sizes), and the first sparse file's path, or ""."""
+    total, sparse = 0, ""
     for folder, _, files in sandbox.walk(path):
         for name in files:
             try:
-                total += os.lstat(os.path.join(folder, name)).st_size
+                st = os.lstat(os.path.join(folder, name))
             except OSError:
-                pass
-    return total
+                continue
+            total += st.st_size
+            if not sparse and st.st_size - st.st_blocks * 512 > SPARSE_HOLE_BYTES:
+                sparse = os.path.relpath(os.path.join(folder, name), os.path.dirname(path))
+    return total, sparse

@@ -25,7 +25,7 @@ from typing import Any
 
 import oss_io
 from deploy_plan import DeployPlan, Retention, Upload, live_matches, plan_deploy, plan_retention
-from errors import FcBuildError, InvalidOutput, InvalidRequest, Superseded, UploadFailed
+from errors import FcBuildError, InvalidOutput, InvalidRequest, Superseded, UploadFailed, with_message
 
 META_DIR = ".fcbuild/"
 LEASE_TTL_S = 60.0  # a lease not renewed for this long may be taken over...
@@ -577,7 +577,7 @@ def _put_back(exc: FcBuildError) -> FcBuildError:
     cause = exc.cause if isinstance(exc, oss_io.PartialTransfer) else exc
     if not isinstance(cause, FcBuildError):
         cause = UploadFailed(str(exc))
-    return type(cause)(f"{cause} (the live site was put back as it was)")
+    return with_message(cause, f"{cause} (the live site was put back as it was)")
 
 
 def _files_with_etags(plan: DeployPlan, etags: Mapping[str, str], release: str) -> dict[str, dict[str, object]]:

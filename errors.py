@@ -18,6 +18,14 @@ class FcBuildError(Exception):
     error_type: ClassVar[str] = "Internal"
 
 
+def with_message(exc: FcBuildError, message: str) -> FcBuildError:
+    """`exc` with another message: the same type and attributes, whatever its constructor takes."""
+    new = type(exc).__new__(type(exc))
+    new.args = (message,)
+    new.__dict__.update(exc.__dict__)
+    return new
+
+
 class InvalidRequest(FcBuildError):
     """The invoke body is not a valid build request; the message names the field."""
 

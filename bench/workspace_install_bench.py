@@ -25,7 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from dep_cache import _tree_bytes  # noqa: E402
+from dep_cache import _tree_stats  # noqa: E402
 
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
@@ -63,7 +63,7 @@ def make_workspace(dest: str) -> None:
 
 
 def tree_mb(path: str) -> float:
-    return _tree_bytes(path) / 2**20
+    return _tree_stats(path)[0] / 2**20
 
 
 def install(template: str, work: str, argv: list[str], env: dict) -> tuple[float, float, bool]:

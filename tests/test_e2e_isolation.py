@@ -380,6 +380,61 @@ def test_a_build_that_prints_without_end_is_logged_up_to_the_cap_with_flat_memor
     assert peak_kb < 300 * 1024, peak_kb
 
 
+def _warm_trees(rt):
+    root = os.path.join(rt.workspace_root, "cache", "deps")
+    return sorted(os.listdir(root)) if os.path.isdir(root) else []
+
+
+def test_a_full_disk_is_recovered_before_the_next_build(oss):
+    """On a 48 MB disk: a build fills it through node_modules and fails (DiskFull): its tree is not
+    kept, and the next build runs. A good build leaves 20 MB of node_modules warm; the disk is then
+    filled from outside: the next build removes the warm tree to get room, says so, and runs."""
+    mount = shared_dir("fcbuild-small-disk-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0755", "tmpfs", mount], check=True)
+    try:
+        env = runtime_env(oss, FCBUILD_WORKSPACE_ROOT=os.path.join(mount, "ws"), FCBUILD_MIN_FREE_MB="8")
+        rt = start_runtime({**env, "FCBUILD_CACHE_MAX_MB": "100"})
+        try:
+            resp = attack(rt, "fill-nm/", "fill-disk", shared_dir(), build={"env": {"FILL_INTO": "node_modules"}})
+            function_error(resp, "DiskFull")
+            assert _warm_trees(rt) == []
+            tiny = {"source": "oss://src/tiny.tar.gz", "target": "oss://site/after-fill-nm/"}
+            assert rt.invoke(tiny, headers=HEADER_CREDS).status == 200
+            resp = attack(rt, "big-nm/", "big-deps", shared_dir(), build={"env": {"BIG_MB": "20"}})
+            assert resp.status == 200, resp.body
+            deadline = time.monotonic() + 30
+            while not _warm_trees(rt) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert len(_warm_trees(rt)) == 1
+            with open(os.path.join(mount, "outside-filler"), "wb") as f:  # what else fills a disk
+                while os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize > 4 * 2**20:
+                    f.write(b"\0" * 2**20)
+            again = rt.invoke({**tiny, "target": "oss://site/after-big-nm/"}, headers=HEADER_CREDS)
+            assert again.status == 200, again.body
+            assert "removed 1 warm dependency tree(s)" in rt.output()
+        finally:
+            assert rt.stop() == 0
+    finally:
+        subprocess.run(["umount", "-l", mount], check=False)
+
+
+def test_a_sparse_file_never_enters_the_dependency_cache(oss):
+    """node_modules holds an 8 GiB file that is a hole: the build succeeds, the tree is refused by
+    the cache (never packed for OSS), and nothing else is evicted for it."""
+    rt = start_runtime(runtime_env(oss, FCBUILD_CACHE_MAX_MB="16000"))
+    try:
+        resp = attack(rt, "sparse/", "sparse-deps", shared_dir())
+        assert resp.status == 200, resp.body
+        deadline = time.monotonic() + 30
+        while "was not kept" not in rt.output() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "the tree was not kept: it holds a sparse file (node_modules/sparse.bin)" in rt.output()
+        assert _warm_trees(rt) == []
+        assert not [o.key for o in oss2.ObjectIteratorV2(site(oss), prefix="sparse/.fcbuild/deps/")]
+    finally:
+        rt.kill()
+
+
 def test_no_build_finds_or_writes_an_enclosing_git_repository(oss):
     repo = shared_dir("fcbuild-repo-")
     os.chmod(repo, 0o755)

@@ -55,3 +55,4 @@ def test_walk_goes_deeper_than_os_walk_and_can_be_pruned(tmp_path):
         seen.append(os.path.relpath(folder, tmp_path))
         dirs[:] = [d for d in dirs if d != "d"]
     assert seen == [".", "skip", os.path.join("skip", "inner")]
+    assert sandbox.remove_tree(str(tmp_path / "d"))  # pytest's own clean-up of old runs recurses
