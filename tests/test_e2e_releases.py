@@ -191,6 +191,32 @@ def test_a_deploy_that_fails_leaves_the_live_site_byte_identical(oss):
         rt.kill()
 
 
+@pytest.mark.parametrize("fault", [{"status": 503}, {"reset_after": 0}], ids=["refused", "cut"])
+def test_a_phase_one_upload_that_fails_is_upload_failed_and_its_status_ends(oss, fault):
+    """The content-addressed files of phase 1 cannot be uploaded (OSS refuses them, or the connection
+    is cut): UploadFailed naming the file (it was answered Internal), the status object ends failed,
+    and the live site is untouched."""
+    from localoss import FaultRule
+
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_OSS_RETRIES": "1"})
+    prefix = f"p1-{next(iter(fault))}/"
+    try:
+        assert deploy(rt, prefix, "before").status == 200
+        before = {k: site(oss).get_object(k).read() for k in keys(oss, prefix) if "/.fcbuild/" not in k}
+        oss.server.faults.add(FaultRule("PUT", f"{prefix}assets/*", count=None, **fault))
+        try:
+            resp = deploy(rt, prefix, "after", request_id=f"p1-{next(iter(fault))}-1")
+        finally:
+            oss.server.faults.clear()
+        body = resp.json()
+        assert body["errorType"] == "UploadFailed" and "assets/" in body["errorMessage"], body
+        status = json.loads(site(oss).get_object(f"{prefix}.fcbuild/status/p1-{next(iter(fault))}-1.json").read())
+        assert status["status"] == "failed" and status["error"]["errorType"] == "UploadFailed"
+        assert {k: site(oss).get_object(k).read() for k in before} == before
+    finally:
+        rt.kill()
+
+
 def test_rollback_and_the_list_of_releases_through_the_runtime(oss, runtime):
     ids = []
     for text in ("first", "second", "third"):
