@@ -243,9 +243,17 @@ def _build_with_outcome(ctx: FcContext, job: BuildJob, *, instance: Instance, lo
         replay = _earlier_attempt(ctx, storage, bucket, key, log)
         if replay is not None:
             return replay
-    secrets = (*instance.known_secrets(), *ctx.secrets(), *job.secret_values())
+    merged = [job]  # the job with the project's fcbuild.json, once the source is there: its notify too
+
+    def secrets() -> tuple[str, ...]:
+        return (*instance.known_secrets(), *ctx.secrets(), *merged[0].secret_values())
+
+    def configured(with_file: BuildJob) -> None:
+        merged[0] = with_file
+        notifier.targets = list(with_file.notify)
+
     allowed = instance.settings.allow_private_nets
-    notifier = notify.Notifier(job.notify, lambda text: redact(text, secrets), log, allowed)
+    notifier = notify.Notifier(job.notify, lambda text: redact(text, secrets()), log, allowed)
     status = {
         "requestId": ctx.request_id,
         "attempt": ctx.retry_count + 1,
@@ -255,17 +263,17 @@ def _build_with_outcome(ctx: FcContext, job: BuildJob, *, instance: Instance, lo
     }
     _put_quietly(storage, bucket, key, {**status, "status": "running"}, log)
     try:
-        result = run_build(ctx, job, instance=instance, storage=storage, log=log)
+        result = run_build(ctx, job, instance=instance, storage=storage, log=log, configured=configured)
     except Exception as exc:
         error_type = exc.error_type if isinstance(exc, FcBuildError) else "Internal"
-        failure = {"errorType": error_type, "errorMessage": redact(str(exc), secrets)}
+        failure = {"errorType": error_type, "errorMessage": redact(str(exc), secrets())}
         _put_quietly(storage, bucket, key, {**status, "status": "failed", "finishedAt": _utc(), "error": failure}, log)
-        notifier.send(_outcome(ctx, job, None, failure))
+        notifier.send(_outcome(ctx, merged[0], None, failure))
         notifier.wait()
         raise
     _put_quietly(storage, bucket, key, {**status, "status": "succeeded", "finishedAt": _utc(), "result": result}, log)
-    if job.notify:
-        notifier.send(_outcome(ctx, job, result, None))
+    if merged[0].notify:
+        notifier.send(_outcome(ctx, merged[0], result, None))
         result["notifications"] = notifier.wait()
     return result
 
@@ -420,11 +428,15 @@ def run_build(
     instance: Instance,
     storage: oss_io.OssClient,
     log: Any,
+    configured: Callable[[BuildJob], None] | None = None,
 ) -> dict[str, Any]:
+    """`configured` is told the job as the project's fcbuild.json completes it (its notify list)."""
     started = time.monotonic()
     site = site_id(job)
     with _turn(instance, job, site, log) as slot:
-        result = _run_in_slot(ctx, job, instance=instance, storage=storage, log=log, slot=slot, site=site)
+        result = _run_in_slot(
+            ctx, job, instance=instance, storage=storage, log=log, slot=slot, site=site, configured=configured
+        )
     result["queueSeconds"] = round(result.pop("_started") - started, 3)
     result["durationSeconds"] = round(time.monotonic() - started, 3)
     return result
@@ -439,6 +451,7 @@ def _run_in_slot(
     log: Any,
     slot: sandbox.Slot,
     site: str,
+    configured: Callable[[BuildJob], None] | None = None,
 ) -> dict[str, Any]:
     settings = instance.settings
     started = time.monotonic()
@@ -478,6 +491,8 @@ def _run_in_slot(
                 _hand_over(paths, project, slot, instance, site)
         with steps.step("toolchain"):
             job, config_came = _with_project_config(job, project)
+            if configured is not None:
+                configured(job)
             package_dir = _package_dir(project, job.root)
             package = read_package_json(package_dir)
             root_package = read_package_json(project) if package_dir != project else package

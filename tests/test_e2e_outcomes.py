@@ -296,3 +296,25 @@ def test_a_receivers_redirect_is_not_followed_and_its_words_stay_out_of_the_resu
     assert len(redirecting.got) == 1 and not target.got  # one try, and the redirect's target got nothing
     assert notes["dingtalk"]["error"] == "dingtalk error 40035"
     assert "internal detail" not in resp.body.decode() and "internal detail" not in runtime.output()
+
+
+def test_notify_from_the_projects_fcbuild_json_is_delivered(oss, runtime, tmp_path):
+    """The project's fcbuild.json names a webhook: it is sent to (it was reported as taken from the
+    file and never delivered), signed with the file's secret, and listed in the result."""
+    import shutil
+
+    receiver = Receiver("webhook")
+    project = tmp_path / "project"
+    shutil.copytree(TINY, project)
+    (project / "fcbuild.json").write_text(json.dumps({"notify": [{"url": receiver.url, "secret": SECRET}]}))
+    src = oss2.Bucket(oss2.AuthV4(AK.access_key_id, AK.access_key_secret), oss.endpoint, "src", region=REGION)
+    src.put_object("with-notify.tar.gz", pack_tar(str(project)))
+    event = {"source": "oss://src/with-notify.tar.gz", "target": "oss://site/filehooks/"}
+    resp = runtime.invoke(event, headers=CREDS, request_id="filehook-1", timeout=120)
+    assert resp.status == 200, resp.body
+    result = resp.json()
+    assert "notify" in result["config"]["file"]
+    assert [n["ok"] for n in result["notifications"]] == [True], result["notifications"]
+    (got,) = receiver.got
+    assert got["signed"] and json.loads(got["body"])["release"] == "filehook-1"
+    assert SECRET not in runtime.output()
