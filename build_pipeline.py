@@ -548,7 +548,17 @@ def _run_in_slot(
             cache.restore(pm, node)
             with isolation:
                 _own_restored_tree(project, slot, instance, warm=cache.outcome.hit == "warm")
-        run = Runner(project, env, deadline, instance.containment, slot, build_log, log)
+        run = Runner(
+            project,
+            env,
+            deadline,
+            instance.containment,
+            slot,
+            build_log,
+            log,
+            max_procs=settings.build_max_procs,
+            max_open_files=settings.build_max_open_files,
+        )
         with steps.step("install"):
             _install(run, job, pm, project, restored=cache.outcome.hit in ("warm", "oss"), log=log)
             cache.installed = True

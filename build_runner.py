@@ -9,6 +9,7 @@ import collections
 import errno
 import os
 import re
+import resource
 import selectors
 import shlex
 import shutil
@@ -224,9 +225,13 @@ class Runner:
         slot: sandbox.Slot,
         out: BuildLog,
         log: Any,
+        *,
+        max_procs: int = 0,
+        max_open_files: int = 0,
     ) -> None:
         self.cwd, self.env, self.deadline, self.out, self.log = cwd, env, deadline, out, log
         self.containment, self.slot = containment, slot
+        self.max_procs, self.max_open_files = max_procs, max_open_files
         self.isolation_seconds = 0.0  # spent ending what the steps left running
 
     def __call__(self, step: str, argv: tuple[str, ...], *, cwd: str | None = None) -> None:
@@ -248,6 +253,7 @@ class Runner:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: npm spawns node, node spawns more
                 umask=0o022,
+                preexec_fn=_limiter(self._limits()),
                 **identity,
             )
         except FileNotFoundError:
@@ -290,6 +296,20 @@ class Runner:
                 )
             raise BuildFailed(f"{step} `{shlex.join(argv)}` {how}. {self.out.failure_text()}")
 
+    def _limits(self) -> list[tuple[int, int]]:
+        """The step's limits, inherited by all it starts: open files per process, and, when the
+        build has a user of its own, processes and threads of that user (a fork loop stops there,
+        and the instance keeps room for the runtime's own threads). Never above the runtime's own."""
+        wanted = [(resource.RLIMIT_NOFILE, self.max_open_files)]
+        if self.slot.isolated:
+            wanted.append((resource.RLIMIT_NPROC, self.max_procs))
+        limits = []
+        for which, value in wanted:
+            hard = resource.getrlimit(which)[1]
+            if value:
+                limits.append((which, value if hard == resource.RLIM_INFINITY else min(value, hard)))
+        return limits
+
     def _pump(self, proc: subprocess.Popen, step: str, ended: threading.Event) -> None:
         """Forward the step's output line by line. Once the step has ended (and its processes are
         killed), drain what is buffered and close the pipe: a process that escaped and kept it
@@ -328,6 +348,18 @@ class Runner:
         if pending:
             self.out.line(step, pending.decode("utf-8", "replace"))
         proc.stdout.close()
+
+
+def _limiter(limits: list[tuple[int, int]]) -> Callable[[], None]:
+    """Run in the step's first process after it has become the build's user, before it runs anything:
+    lowering its own limits needs no privilege (setting another process's needs CAP_SYS_RESOURCE,
+    which not every sandbox grants). Only C calls: it runs between fork and exec."""
+
+    def limit() -> None:
+        for which, value in limits:
+            resource.setrlimit(which, (value, value))
+
+    return limit
 
 
 def _free_bytes(path: str) -> int | None:

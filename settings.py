@@ -56,6 +56,8 @@ class PipelineSettings:
     default_timeout_s: int = 900
     max_archive_bytes: int = 4 * 1024**3
     max_archive_files: int = 200_000
+    build_max_procs: int = 512  # FCBUILD_BUILD_MAX_PROCS: processes and threads of a build user (FC allows 1,024)
+    build_max_open_files: int = 65536  # FCBUILD_BUILD_MAX_OPEN_FILES: per process of a build
     log_max_bytes: int = 20 * 1024 * 1024  # FCBUILD_LOG_MAX_MB: a build log's share of disk, memory and the logs
     max_output_files: int = 100_000  # FCBUILD_MAX_FILES: a deploy of more is refused before anything is uploaded
     max_output_bytes: int = 5120 * 1024 * 1024  # FCBUILD_MAX_OUTPUT_MB
@@ -100,6 +102,8 @@ class PipelineSettings:
             max_archive_bytes=_positive(get, "FCBUILD_MAX_ARCHIVE_MB", 4096) * 1024 * 1024,
             max_archive_files=_positive(get, "FCBUILD_MAX_ARCHIVE_FILES", 200_000),
             log_max_bytes=_positive(get, "FCBUILD_LOG_MAX_MB", 20) * 1024 * 1024,
+            build_max_procs=_positive(get, "FCBUILD_BUILD_MAX_PROCS", 512, minimum=16),
+            build_max_open_files=_positive(get, "FCBUILD_BUILD_MAX_OPEN_FILES", 65536, minimum=64),
             max_output_files=_positive(get, "FCBUILD_MAX_FILES", 100_000),
             max_output_bytes=_positive(get, "FCBUILD_MAX_OUTPUT_MB", 5120) * 1024 * 1024,
             keep_workspace=get("FCBUILD_KEEP_WORKSPACE", "") in ("1", "true", "yes"),

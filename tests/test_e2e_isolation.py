@@ -380,6 +380,37 @@ def test_a_build_that_prints_without_end_is_logged_up_to_the_cap_with_flat_memor
     assert peak_kb < 300 * 1024, peak_kb
 
 
+def test_a_fork_loop_stops_at_the_build_users_limit_and_the_runtime_keeps_answering(oss):
+    """The build starts sleeping processes until the system refuses: it is refused at
+    FCBUILD_BUILD_MAX_PROCS (processes and threads of its user), the runtime answers /health all the
+    while, and nothing the loop started outlives the step."""
+    rt = start_runtime(runtime_env(oss, FCBUILD_BUILD_MAX_PROCS="200"))
+    try:
+        evidence = shared_dir()
+        answers = []
+        done = concurrent.futures.ThreadPoolExecutor(1).submit(attack, rt, "forks/", "fork-loop", evidence, fresh=True)
+        while not done.done():
+            answers.append(rt.request("GET", "/health", fresh=True, timeout=10).status)
+            time.sleep(0.05)
+        resp = done.result()
+        assert resp.status == 200, resp.body
+        loop = report(evidence, "build")["forkLoop"]
+        assert loop["refused"] == "EAGAIN" and loop["spawned"] < 200, loop
+        assert answers and set(answers) == {200}
+        uid = resp.json()["isolation"]["uid"]
+        assert not [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) == uid]
+    finally:
+        rt.kill()
+
+
+def _uid_of(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+    except (OSError, StopIteration):
+        return None
+
+
 def _warm_trees(rt):
     root = os.path.join(rt.workspace_root, "cache", "deps")
     return sorted(os.listdir(root)) if os.path.isdir(root) else []
