@@ -33,6 +33,26 @@ FC_HEADERS = {
 }
 
 
+def npm_registry() -> str:
+    """The registry npm uses on this machine."""
+    done = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def registry_allowance() -> dict[str, str]:
+    """The runtime's allowance for a test that names this machine's npm registry in build.registry:
+    requester-chosen URLs reach public addresses only, and a registry reached through a proxy or a
+    mirror may resolve to one that is not (here, a documentation range). Named explicitly."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    host = urlsplit(npm_registry()).hostname or ""
+    found = {info[4][0] for info in socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)}
+    private = sorted(a for a in found if not ipaddress.ip_address(a).is_global)
+    return {"FCBUILD_ALLOW_PRIVATE_NETS": ",".join(private)} if private else {}
+
+
 def runtime_command() -> list[str]:
     binary = os.environ.get("FC_RUNTIME_BIN")
     if binary:

@@ -17,7 +17,7 @@ import pytest
 from localoss import LocalOss
 from tests.archives import FIXTURES, pack_tar
 from tests.conftest import AK, REGION, STS
-from tests.runtime_proc import shared_dir, start_runtime
+from tests.runtime_proc import registry_allowance, shared_dir, start_runtime
 from tests.test_e2e_build import CREDS, raw
 
 # This machine's registry serves npm's packages without their signatures under the official name (a
@@ -46,7 +46,7 @@ def test_project_through_corepack_with_postinstall(oss, manager):
         "target": f"oss://site/{manager}/",
         "build": {"registry": registry.stdout.strip()},
     }
-    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, **NO_SIGNATURES})
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, **NO_SIGNATURES, **registry_allowance()})
     try:
         resp = rt.invoke(event, headers=CREDS, timeout=600)
         assert resp.status == 200, resp.body
@@ -80,7 +80,7 @@ def test_another_sites_build_cannot_change_the_package_manager_the_next_build_ru
     src = raw(oss, "src")
     src.put_object(f"{manager}.tar.gz", pack_tar(os.path.join(FIXTURES, folder)))
     src.put_object("hostile.tar.gz", pack_tar(os.path.join(FIXTURES, "hostile")))
-    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, **NO_SIGNATURES})
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, **NO_SIGNATURES, **registry_allowance()})
     try:
 
         def site_build(prefix):
@@ -118,7 +118,7 @@ def test_signatures_stay_checked_for_the_official_registry_and_a_failure_says_wh
     serves no signatures (this machine's does not), the error says to name it as a mirror."""
     registry = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True, check=True)
     raw(oss, "src").put_object("pnpm.tar.gz", pack_tar(os.path.join(FIXTURES, "pnpm-site")))
-    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint})
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, **registry_allowance()})
     try:
         event = {
             "source": "oss://src/pnpm.tar.gz",

@@ -18,7 +18,7 @@ import pytest
 from localoss import LocalOss
 from tests.archives import FIXTURES, pack_tar
 from tests.conftest import AK, REGION, STS
-from tests.runtime_proc import start_runtime
+from tests.runtime_proc import registry_allowance, start_runtime
 from tests.test_e2e_build import CREDS, raw
 from tests.test_e2e_corepack import NO_SIGNATURES
 
@@ -37,7 +37,7 @@ def registry():
 
 @pytest.fixture(scope="module")
 def runtime(oss):
-    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, **NO_SIGNATURES})
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, **NO_SIGNATURES, **registry_allowance()})
     yield rt
     assert rt.stop() == 0
 
@@ -122,7 +122,7 @@ def node_with_old_npm():
 
 def test_npm_that_cannot_read_the_lockfile_is_replaced_through_corepack(oss, registry, node_with_old_npm):
     env = {"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_NODE_PATHS": node_with_old_npm, **NO_SIGNATURES}
-    rt = start_runtime(env)
+    rt = start_runtime({**env, **registry_allowance()})
     try:
         node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
         result = build(oss, rt, "tiny", registry, node_version=node.lstrip("v"))

@@ -16,7 +16,7 @@ import pytest
 from localoss import LocalOss
 from tests.archives import FIXTURES, pack_tar
 from tests.conftest import AK, REGION, STS
-from tests.runtime_proc import function_error, start_runtime
+from tests.runtime_proc import function_error, registry_allowance, start_runtime
 from tests.test_e2e_build import CREDS
 
 
@@ -29,7 +29,9 @@ def oss(tmp_path_factory):
 @pytest.fixture(scope="module")
 def runtime(oss):
     # this machine's registry serves packages without npm's signatures (see tests/test_e2e_corepack.py)
-    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_COREPACK_SIGNATURES": "0"})
+    rt = start_runtime(
+        {"FCBUILD_OSS_ENDPOINT": oss.endpoint, "FCBUILD_COREPACK_SIGNATURES": "0", **registry_allowance()}
+    )
     yield rt
     rt.kill()
 
