@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import peer
 
 HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
@@ -50,7 +52,8 @@ def test_a_connection_from_a_child_is_found_among_the_descendants():
         server.close()
 
 
-def test_a_peer_that_closed_its_socket_has_no_owner_to_trust():
+@pytest.mark.parametrize("netlink", [True, False])
+def test_a_peer_that_closed_its_socket_has_no_owner_to_trust(netlink):
     """A caller that sends its request and closes at once leaves an orphaned socket (uid 0, inode 0)
     or none: either way it is not a known owner."""
     server = _listener()
@@ -59,7 +62,7 @@ def test_a_peer_that_closed_its_socket_has_no_owner_to_trust():
     client.close()
     conn, addr = server.accept()
     time.sleep(0.05)
-    who = peer.identify(addr, conn.getsockname())
+    who = peer.identify(addr, conn.getsockname(), netlink=netlink)
     assert who.local
     assert who.uid is None or who.inode == 0, who
     conn.close()
@@ -69,9 +72,10 @@ def test_a_peer_that_closed_its_socket_has_no_owner_to_trust():
 def test_an_address_not_in_the_tables_is_remote_unless_it_is_ours(tmp_path):
     empty = tmp_path / "tcp"
     empty.write_text(HEADER)
-    assert not peer.identify(("203.0.113.7", 40000), ("10.0.0.2", 9000), [str(empty)]).local
-    assert peer.identify(("10.0.0.2", 40000), ("10.0.0.2", 9000), [str(empty)]).local
-    assert peer.identify(("127.0.0.5", 40000), ("10.0.0.2", 9000), [str(empty)]).local
+    for netlink in (True, False):  # the kernel has no such socket either
+        assert not peer.identify(("203.0.113.7", 40000), ("10.0.0.2", 9000), [str(empty)], netlink=netlink).local
+        assert peer.identify(("10.0.0.2", 40000), ("10.0.0.2", 9000), [str(empty)], netlink=netlink).local
+        assert peer.identify(("127.0.0.5", 40000), ("10.0.0.2", 9000), [str(empty)], netlink=netlink).local
 
 
 def test_the_table_format_is_parsed_as_the_kernel_writes_it(tmp_path):
@@ -79,5 +83,16 @@ def test_the_table_format_is_parsed_as_the_kernel_writes_it(tmp_path):
     table.write_text(
         HEADER + "   0: 0200007F:9C40 0100007F:2328 01 00000000:00000000 00:00000000 00000000 21003  0 123456 1 0\n"
     )
-    who = peer.identify(("127.0.0.2", 40000), ("127.0.0.1", 9000), [str(table)])
+    who = peer.identify(("127.0.0.2", 40000), ("127.0.0.1", 9000), [str(table)], netlink=False)
     assert (who.local, who.uid, who.inode) == (True, 21003, 123456)
+
+
+def test_the_kernel_and_the_tables_agree():
+    server = _listener()
+    client = socket.create_connection(server.getsockname())
+    conn, addr = server.accept()
+    asked = peer.identify(addr, conn.getsockname())
+    read = peer.identify(addr, conn.getsockname(), netlink=False)
+    assert asked == read and asked.inode > 0
+    for s in (client, conn, server):
+        s.close()
