@@ -1101,6 +1101,8 @@ def _choose_toolchain(
     node = choose_node(find_node_installs(settings), spec, spec_from)
     if pm.name == "npm":
         pm = plan_npm(pm, heads.get(pm.lockfile, ""), node.version, bundled_npm_version(node.bin_dir))
+    if pm.note:
+        log.warning("%s", pm.note)
     log.info(
         "package manager %s %s (lockfile %s); Node.js %s at %s%s",
         pm.name,

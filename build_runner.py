@@ -243,11 +243,15 @@ class Runner:
         identity: dict[str, Any] = {}
         if self.slot.isolated:
             identity = {"user": self.slot.uid, "group": self.slot.gid, "extra_groups": []}
+        where = cwd or self.cwd
+        # What a shell started in that folder would say: a command given as an argv list has no
+        # shell to set PWD (yarn berry's script shell reads it); INIT_CWD as npm sets it for scripts.
+        env = {**self.env, "PWD": where, "INIT_CWD": self.env.get("INIT_CWD", where)}
         try:
             proc = self.containment.spawn(
                 argv,
-                cwd=cwd or self.cwd,
-                env=self.env,
+                cwd=where,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

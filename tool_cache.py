@@ -161,6 +161,8 @@ class PackageManagerReleases:
         )
         if registry:
             env.update(registry_env(registry, signatures=signatures))
+        elif not signatures:
+            env["COREPACK_INTEGRITY_KEYS"] = "0"
         log.info("installing package manager %s with corepack%s", spec, "" if signatures else " (no signature check)")
         try:
             done = subprocess.run(

@@ -23,6 +23,7 @@ LOCKFILES = (
     ("package-lock.json", "npm"),
     ("npm-shrinkwrap.json", "npm"),
 )
+BUN_LOCKFILES = frozenset(("bun.lock", "bun.lockb"))
 OUTPUT_CANDIDATES = ("dist", "build", "out", ".output/public", "_site")
 
 
@@ -33,6 +34,7 @@ class PackageManager:
     lockfile: str = ""
     berry: bool = False  # yarn 2+
     release: str = ""  # what corepack installs when version is unset or unresolved: a pin or a major
+    note: str = ""  # what the user should know of the choice (a lockfile fcbuild cannot use)
 
     def resolved(self, version: str) -> PackageManager:
         return dataclasses.replace(self, version=version)
@@ -60,7 +62,8 @@ class PackageManager:
         return self.argv("install", "--frozen-lockfile") if self.lockfile else self.argv("install")
 
     def describe(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version or "default", "lockfile": self.lockfile or "none"}
+        doc = {"name": self.name, "version": self.version or "default", "lockfile": self.lockfile or "none"}
+        return {**doc, "note": self.note} if self.note else doc
 
 
 def read_package_json(project: str) -> dict:
@@ -106,7 +109,11 @@ def detect_package_manager(
             berry = "__metadata:" in yarn_lock_head or ".yarnrc.yml" in names
     if name in ("pnpm", "yarn") and not release:
         release = f"{name}@{_major_for_lockfile(name, berry, yarn_lock_head, pnpm_lock_head)}"
-    return PackageManager(name, pinned_version, lockfile, berry, release)
+    note = ""
+    bun = sorted(names & BUN_LOCKFILES)
+    if bun and not lockfile:
+        note = f"bun is not supported ({bun[0]} found): installing with {name} without a lockfile"
+    return PackageManager(name, pinned_version, lockfile, berry, release, note)
 
 
 # lockfileVersion -> the pnpm major that writes it; yarn.lock's __metadata version -> yarn's major.
@@ -348,7 +355,7 @@ def child_env(
     registry: str = "",
     extra: Mapping[str, str] | None = None,
     user: str = "",
-    signatures: bool = False,
+    signatures: bool = True,
 ) -> dict[str, str]:
     """The environment of install and build: an allowlist of the runtime's own environment (so
     no ALIBABA_CLOUD_* credential and nothing FC-internal), the chosen Node first on PATH, CI=true,
@@ -387,6 +394,9 @@ def child_env(
         env["YARN_GLOBAL_FOLDER"] = os.path.join(paths.caches, "yarn-global")
     if registry:
         env.update(registry_env(registry, signatures=signatures))
+    elif not signatures:  # FCBUILD_COREPACK_SIGNATURES=0 on its own: corepack's check off for the default registry
+        env["COREPACK_INTEGRITY_KEYS"] = "0"
+    env["SHELL"] = "/bin/sh"
     env.update(extra or {})
     return env
 

@@ -6,6 +6,7 @@ index.html, and takes knobs from the request's build.env (fail, hang, print env,
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -270,6 +271,22 @@ def test_request_can_name_commands_and_output(oss, runtime, tmp_path):
     )
     assert resp.status == 200, resp.body
     assert resp.json()["outputDir"] == "site-out"
+
+
+def test_a_command_given_as_argv_sees_the_environment_a_shell_in_its_folder_would(oss, runtime):
+    """No shell runs an argv command, so nothing sets PWD: fcbuild does (yarn berry's script shell reads
+    it), with INIT_CWD as npm sets it and SHELL."""
+    probe = (
+        "const fs = require('fs'); require('./build.js');"
+        "fs.writeFileSync('dist/env.json', JSON.stringify({pwd: process.env.PWD, init: process.env.INIT_CWD,"
+        " shell: process.env.SHELL, cwd: process.cwd()}))"
+    )
+    put_source(oss, "tiny.tar.gz", pack_tar(TINY))
+    resp = build(runtime, "oss://src/tiny.tar.gz", "argv-env/", {"command": ["node", "-e", probe]})
+    assert resp.status == 200, resp.body
+    seen = json.loads(raw(oss, "site").get_object("argv-env/env.json").read())
+    assert seen["pwd"] == seen["cwd"] == seen["init"] and seen["cwd"].endswith("/project"), seen
+    assert seen["shell"] == "/bin/sh"
 
 
 def test_node_from_fc_style_install_folders(oss, tmp_path):

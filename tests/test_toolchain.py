@@ -160,7 +160,9 @@ def test_child_env_is_an_allowlist():
         "AWS_SECRET_ACCESS_KEY": "a",
         "LD_LIBRARY_PATH": "/opt/lib",
     }
-    env = child_env(launch, "/node/bin", PATHS, registry="https://mirror/", extra={"A": "1"}, user="fcbuild20000")
+    env = child_env(
+        launch, "/node/bin", PATHS, registry="https://mirror/", extra={"A": "1"}, user="fcbuild20000", signatures=False
+    )
     assert env["PATH"] == "/node/bin:/usr/bin:/bin"
     assert env["CI"] == "true" and env["A"] == "1"
     assert env["LD_LIBRARY_PATH"] == "/opt/lib"
@@ -171,6 +173,20 @@ def test_child_env_is_an_allowlist():
     assert not any(k.startswith(("ALIBABA_CLOUD", "FC_", "FCBUILD_", "AWS_")) for k in env)
     assert "npm_config_store_dir" not in env
     assert env["USER"] == env["LOGNAME"] == "fcbuild20000"
+
+
+def test_the_signature_check_can_be_turned_off_without_naming_a_registry():
+    assert child_env({}, "/n", PATHS, signatures=False)["COREPACK_INTEGRITY_KEYS"] == "0"
+    assert "COREPACK_INTEGRITY_KEYS" not in child_env({}, "/n", PATHS)
+    assert child_env({}, "/n", PATHS)["SHELL"] == "/bin/sh"
+
+
+@pytest.mark.parametrize("bun", ["bun.lock", "bun.lockb"])
+def test_a_bun_lockfile_is_named_not_ignored(bun):
+    pm = detect_package_manager([bun], {}, "", "")
+    assert (pm.name, pm.lockfile) == ("npm", "")
+    assert pm.describe()["note"] == f"bun is not supported ({bun} found): installing with npm without a lockfile"
+    assert "note" not in detect_package_manager([bun, "package-lock.json"], {}, "", "").describe()
 
 
 def test_child_env_has_a_home_and_caches_of_its_own():
