@@ -32,9 +32,30 @@ DISK_FULL_TEXT = ("ENOSPC", "No space left on device")
 # Lines that name a failure's cause, as npm, pnpm, yarn, tsc, webpack, Vite and Node print them.
 CAUSE_RE = re.compile(
     r"npm ERR!|npm error (?!\s*$)|ERR_PNPM_\w+|\berror TS\d+|\bERROR in\b|\[vite\]|\[vite:|FetchError|"
-    r"Cannot find module|\b(?:Type|Reference|Syntax|Range)?Error:|\berror\b.*:|YN\d{4}:.*(?:error|Error)"
+    r"Cannot find module|\b(?:Type|Reference|Syntax|Range)?Error:|\berror\b.*:|YN\d{4}:.*(?:error|Error)|"
+    r"\[ERROR\]|^\s*(?:ERROR|FATAL)\b|\bFATAL\b|YAMLException"  # Docusaurus and esbuild, Hexo, js-yaml
 )
+# Lines that only look like causes: warnings (webpack's cache `<w>` lines, `WARN`), and success lines.
+WARNING_RE = re.compile(r"^\s*<w>|^\s*\[?warn(?:ing)?\b|\bWARN\b|\[success\]|^\s*(?:npm )?warn\b", re.IGNORECASE)
 CAUSE_LINES = 3
+# Terminal colour and cursor codes: stripped from every line before it is logged, saved or quoted.
+ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+# A failed network fetch: from the registry (a mirror helps) or from elsewhere (a tool's own download).
+NETWORK_RE = re.compile(r"getaddrinfo|ETIMEDOUT|ECONNRESET|ECONNREFUSED|EAI_AGAIN|socket hang up")
+REGISTRY_FETCH_RE = re.compile(
+    r"npm (?:ERR!|error) (?:code |network)|ERR_PNPM_(?:META_FETCH_FAIL|FETCH_\w+)|YN0001|"
+    r"request to https?://[^/\s]*(?:registry|npmmirror|npmjs)[^\s]*|registry\.|/-/[^\s]*\.tgz"
+)
+REGISTRY_HINT = (
+    "a registry fetch failed: give the function internet access, or name a mirror in build.registry "
+    "(or the function's FCBUILD_NPM_REGISTRY)"
+)
+DOWNLOAD_HINT = (
+    "a download the npm registry cannot serve failed (fonts, Cypress, sharp's libvips, a GitHub release): give the "
+    "function internet access, or set that tool's own mirror or skip variable in build.env (CYPRESS_INSTALL_BINARY=0, "
+    "SHARP_DIST_BASE_URL or npm_config_sharp_libvips_binary_host, PUPPETEER_SKIP_DOWNLOAD=1, ...), or make the build "
+    "work offline"
+)
 
 
 # Failures with a known remedy: (a text in the output, what to do).
@@ -53,31 +74,31 @@ HINTS = (
         "allowScripts",
         "npm 11 runs a dependency's install scripts only when package.json's allowScripts lists it",
     ),
-    (
-        "getaddrinfo",
-        "the build tried to reach the network (fonts, APIs, a registry): give the function internet access, "
-        "or name a mirror in build.registry, or make the build work offline",
-    ),
-    (
-        "ETIMEDOUT",
-        "a network request of the build timed out: give the function internet access, or name a mirror in "
-        "build.registry",
-    ),
 )
 
 
 def failure_hint(lines: list[str]) -> str:
     """What to do about the first known failure in the output, or ""."""
     text = "\n".join(lines)
-    return next((hint for needle, hint in HINTS if needle in text), "")
+    hint = next((hint for needle, hint in HINTS if needle in text), "")
+    if hint or not NETWORK_RE.search(text):
+        return hint
+    failed = [line for line in lines if NETWORK_RE.search(line)]
+    return REGISTRY_HINT if any(REGISTRY_FETCH_RE.search(line) for line in failed) else DOWNLOAD_HINT
 
 
 def first_cause(lines: list[str]) -> str:
-    """The first lines of the output that name the failure's cause, or ""."""
-    for i, line in enumerate(lines):
-        if CAUSE_RE.search(line):
-            return "\n".join(lines[i : i + CAUSE_LINES]).strip()
+    """The first lines of the output that name the failure's cause, or "": an error line first, a
+    warning that looks like one only when there is none."""
+    for skip_warnings in (True, False):
+        for i, line in enumerate(lines):
+            if CAUSE_RE.search(line) and not (skip_warnings and WARNING_RE.search(line)):
+                return "\n".join(lines[i : i + CAUSE_LINES]).strip()
     return ""
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI_RE.sub("", text) if "\x1b" in text else text
 
 
 class BuildLog:
@@ -105,7 +126,7 @@ class BuildLog:
             self.log.warning("build log file not written (%s); its tail is kept in memory", exc)
 
     def line(self, step: str, text: str) -> None:
-        text = redact(text.rstrip("\r\n"), self.secrets())[:2000]
+        text = redact(strip_ansi(text.rstrip("\r\n")), self.secrets())[:2000]
         entry = f"[{step}] {text}\n"
         with self._lock:
             self.tail.append(text)

@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from build_runner import Runner, failure_hint, first_cause
+from build_runner import DOWNLOAD_HINT, REGISTRY_HINT, BuildLog, Runner, failure_hint, first_cause
 
 
 @pytest.mark.parametrize(
@@ -33,6 +33,52 @@ def test_the_cause_is_found_before_the_stack_trace(lines, cause):
     stack = [f"    at frame{i} (/x/node_modules/y.js:{i}:1)" for i in range(60)]
     found = first_cause(["building...", *lines, *stack])
     assert cause in found and "at frame10" not in found
+
+
+@pytest.mark.parametrize(
+    "lines,cause",
+    [
+        (["[INFO] Creating an optimized production build...", "[ERROR] Error: Unable to build website"], "[ERROR]"),
+        (['\u2718 [ERROR] Could not resolve "./missing"', "    src/index.ts:1:7:"], "Could not resolve"),
+        (["INFO  Start processing", "FATAL Something's wrong. Maybe you can find the solution here"], "FATAL"),
+        (["ERROR Plugin load failed: hexo-renderer-x"], "ERROR Plugin load failed"),
+        (["YAMLException: bad indentation of a mapping entry (3:5)"], "YAMLException"),
+    ],
+)
+def test_the_causes_other_tools_print_are_found(lines, cause):
+    assert cause in first_cause(["building...", *lines, "    at x (y.js:1:1)"])
+
+
+def test_an_error_line_is_preferred_to_a_warning_that_looks_like_one():
+    lines = [
+        "<w> [webpack.cache.PackFileCacheStrategy] Caching failed for pack: Error: ENOENT: no such file",
+        "npm warn deprecated inflight@1.0.6: This module is not supported",
+        "[success] Generated static files",
+        "src/App.vue(3,1): error TS2304: Cannot find name 'oops'.",
+    ]
+    assert first_cause(lines).startswith("src/App.vue(3,1): error TS2304")
+    assert "Caching failed" in first_cause(lines[:1])  # a warning is still better than nothing
+
+
+def test_the_network_hint_says_whether_a_mirror_can_help():
+    registry = "npm error network request to https://registry.npmjs.org/vite failed, reason: getaddrinfo EAI_AGAIN"
+    pnpm = " ERR_PNPM_META_FETCH_FAIL  GET https://registry.npmjs.org/vite: request failed, reason: ETIMEDOUT"
+    assert failure_hint([registry]) == REGISTRY_HINT and failure_hint([pnpm]) == REGISTRY_HINT
+    cypress = "The Cypress App could not be downloaded. URL: https://download.cypress.io/desktop.json getaddrinfo"
+    sharp = "sharp: Installation error: connect ETIMEDOUT github.com:443"
+    assert failure_hint([cypress]) == DOWNLOAD_HINT and "CYPRESS_INSTALL_BINARY=0" in DOWNLOAD_HINT
+    assert failure_hint([sharp]) == DOWNLOAD_HINT
+
+
+def test_colour_codes_never_reach_the_log_the_file_or_the_message(tmp_path):
+    import logging
+
+    path = tmp_path / "build.log"
+    out = BuildLog(str(path), lambda: (), logging.getLogger("test"))
+    out.line("build", "\x1b[31m\x1b[1merror\x1b[22m\x1b[39m TS2304: \x1b]8;;https://x\x07link\x1b]8;;\x07 oops\x1b[K")
+    assert out.tail_text() == "error TS2304: link oops"
+    assert "\x1b" not in out.failure_text()
+    assert b"\x1b" not in out.contents() and b"error TS2304: link oops" in out.contents()
 
 
 def test_no_cause_in_plain_output():
