@@ -312,6 +312,11 @@ class Runner:
             )
         if code != 0:
             how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
+            if code < 0:  # not at its deadline (that is BuildTimeout, above)
+                how += (
+                    ", not at its deadline: by a stop of the runtime, by the kernel's out-of-memory killer (raise "
+                    "the function's memory), or by another process of its user"
+                )
             tail = self.out.tail_text()
             free = _free_bytes(self.cwd)
             if free is not None and (free < DISK_FULL_BYTES or any(t in tail for t in DISK_FULL_TEXT)):

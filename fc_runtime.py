@@ -12,6 +12,7 @@ the port is open, so FC's health check sees the port quickly.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -832,6 +833,22 @@ def main(argv: list[str]) -> int:
     configure_logging(config, known=known)
     for problem in hardening:
         logger.warning("process hardening: %s", problem)
+    if sandbox.is_root():
+        wanted = config.pipeline.build_uids
+        try:
+            first, last, _locks = sandbox.claim_uids(*wanted, explicit=config.pipeline.build_uids_given)
+        except (OSError, ValueError) as exc:
+            logger.error("build users: %s", exc)
+            return EXIT_USAGE
+        if (first, last) != wanted:
+            logger.warning(
+                "build uids %d-%d are another fcbuild runtime's on this host: this one takes %d-%d",
+                *wanted,
+                first,
+                last,
+            )
+            pipeline = dataclasses.replace(config.pipeline, build_uids=(first, last))
+            config = dataclasses.replace(config, pipeline=pipeline)
     try:
         server = FcServer(config, environ, known)
     except OSError as exc:

@@ -19,6 +19,7 @@ import errno
 import os
 import pwd
 import signal
+import socket
 import stat
 import threading
 import time
@@ -68,6 +69,41 @@ def ensure_root(root: str) -> None:
                 f"FCBUILD_WORKSPACE_ROOT {root} cannot be reached by the build users: {closed} is closed to "
                 "others (mode o-x); choose a folder under /tmp"
             )
+
+
+def claim_uids(first: int, last: int, *, explicit: bool) -> tuple[int, int, list[socket.socket]]:
+    """Take every uid of [first, last] for this process: builds are ended by killing every process of
+    their uid, so two runtimes on one host that share a uid kill each other's builds. Each uid is
+    held as an abstract unix socket name (`@fcbuild-build-uid-<uid>`: one per network namespace,
+    gone with the process, no file left anywhere). A range given explicitly (`explicit`) that another
+    runtime holds is refused (ValueError); the default range moves to the next free block of its size.
+    Returns the range taken and the sockets that hold it (close-on-exec: no build inherits them)."""
+    size = last - first + 1
+    for _ in range(64):
+        held: list[socket.socket] = []
+        taken = None
+        for uid in range(first, last + 1):
+            name = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                name.bind(f"\0fcbuild-build-uid-{uid}")
+            except OSError as exc:
+                name.close()
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                taken = uid
+                break
+            held.append(name)
+        if taken is None:
+            return first, last, held
+        for name in held:
+            name.close()
+        if explicit:
+            raise ValueError(
+                f"FCBUILD_BUILD_UIDS {first}-{last}: uid {taken} is used by another fcbuild runtime on this host, "
+                "which would kill this one's builds (and this one its): give each runtime a range of its own"
+            )
+        first, last = last + 1, last + size
+    raise ValueError(f"no free range of {size} build uids after 64 tries: name one in FCBUILD_BUILD_UIDS")
 
 
 def is_root() -> bool:

@@ -70,6 +70,7 @@ class PipelineSettings:
     max_builds: int = 1  # builds at once on this instance; the rest wait their turn
     queue_wait_s: int = 120  # how long a build waits for a slot before it is answered Busy
     build_uids: tuple[int, int] = (20000, 20063)  # first and last uid of the build users (when root)
+    build_uids_given: bool = False  # FCBUILD_BUILD_UIDS set: refuse a range another runtime holds, never move it
     corepack_signatures: bool = True  # check npm's signatures of pnpm/yarn releases from the official registry
     git_token: str = field(default="", repr=False)  # FCBUILD_GIT_TOKEN: for git sources that name none
     target_template: str = ""  # FCBUILD_TARGET: where an OSS trigger's archive deploys, without fcbuild.json
@@ -121,6 +122,7 @@ class PipelineSettings:
             allow_private_nets=_networks(get("FCBUILD_ALLOW_PRIVATE_NETS", "")),
             queue_wait_s=_positive(get, "FCBUILD_QUEUE_WAIT_S", 120, minimum=0),
             build_uids=_uid_range(get("FCBUILD_BUILD_UIDS", ""), _positive(get, "FCBUILD_MAX_BUILDS", 1)),
+            build_uids_given=bool(get("FCBUILD_BUILD_UIDS", "")),
             launch_env=MappingProxyType(launch_environment(environ, frozen=frozen)),
         )
 

@@ -289,6 +289,14 @@ def test_a_command_given_as_argv_sees_the_environment_a_shell_in_its_folder_woul
     assert seen["shell"] == "/bin/sh"
 
 
+def test_a_step_killed_from_outside_says_it_was_not_its_deadline(oss, runtime):
+    put_source(oss, "tiny.tar.gz", pack_tar(TINY))
+    command = ["node", "-e", "process.kill(process.pid, 'SIGKILL')"]
+    resp = build(runtime, "oss://src/tiny.tar.gz", "killed/", {"command": command})
+    message = error_of(resp, "BuildFailed")
+    assert "was killed by SIGKILL, not at its deadline" in message and "out-of-memory killer" in message
+
+
 def test_node_from_fc_style_install_folders(oss, tmp_path):
     """FC's image keeps Node installs under /var/fc/lang/nodejs*; here a folder laid out the same way
     (nodejs20/bin/node) is searched through FCBUILD_NODE_PATHS and chosen for node_version "20"."""

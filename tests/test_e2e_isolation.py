@@ -411,6 +411,34 @@ def _uid_of(pid):
         return None
 
 
+def test_two_runtimes_on_one_host_never_share_build_users(oss):
+    """Builds end by killing every process of their uid, so two runtimes sharing one would kill each
+    other's builds. A range named explicitly that another runtime holds is refused at start (exit 2,
+    saying so); the default range moves to the next free block, and both build."""
+    first = start_runtime(runtime_env(oss, FCBUILD_BUILD_UIDS="29000-29007"))
+    try:
+        with pytest.raises(RuntimeError) as refused:
+            start_runtime(runtime_env(oss, FCBUILD_BUILD_UIDS="29004-29011"))
+        assert "exit 2" in str(refused.value)
+        assert "uid 29004 is used by another fcbuild runtime on this host" in str(refused.value)
+        a = start_runtime(runtime_env(oss, FCBUILD_BUILD_UIDS=""))  # the default range
+        b = start_runtime(runtime_env(oss, FCBUILD_BUILD_UIDS=""))
+        try:
+            assert "this one takes 20064-20127" in b.output() or "this one takes" in a.output()
+            tiny = {"source": "oss://src/tiny.tar.gz"}
+            uids = set()
+            for rt, prefix in ((a, "two-a/"), (b, "two-b/")):
+                resp = rt.invoke({**tiny, "target": f"oss://site/{prefix}"}, headers=HEADER_CREDS)
+                assert resp.status == 200, resp.body
+                uids.add(resp.json()["isolation"]["uid"])
+            assert len(uids) == 2
+        finally:
+            a.kill()
+            b.kill()
+    finally:
+        first.kill()
+
+
 def _warm_trees(rt):
     root = os.path.join(rt.workspace_root, "cache", "deps")
     return sorted(os.listdir(root)) if os.path.isdir(root) else []
