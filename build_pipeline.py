@@ -569,6 +569,8 @@ def _run_in_slot(
         public_written = os.path.exists(public_index) and os.stat(public_index).st_mtime_ns != public_before
         with steps.step("deploy"):
             output = _output_dir(package_dir, job.output_dir, project, framework, public_written)
+            if job.require_index:
+                _check_index(output, project)
             files = _scan_output(output, slot.uid, settings, job.target.prefix)
             report = deployer.deploy(
                 storage,
@@ -941,6 +943,20 @@ def prefix_warnings(output: str, prefix: str) -> list[str]:
         'prefixed base (Vite `base`, vue-cli `publicPath`, create-react-app `PUBLIC_URL`); see "Serving a site '
         'under a prefix" in the README'
     ]
+
+
+def _check_index(output: str, project: str) -> None:
+    """A site answers `/` with its index.html: an output without one would deploy and answer 404."""
+    if os.path.isfile(os.path.join(output, "index.html")):
+        return
+    rel = os.path.relpath(output, project)
+    names = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(output))
+    shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+    raise InvalidOutput(
+        f"the output folder {rel} has no index.html at its root, so the site would answer 404 at / "
+        f"(it holds: {shown or 'nothing'}): set build.output_dir to the folder with the index.html, or "
+        "deploy.require_index false if that is intended"
+    )
 
 
 def _scan_output(output: str, owner: int | None, settings: PipelineSettings, prefix: str) -> list[Any]:

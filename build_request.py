@@ -77,6 +77,7 @@ class BuildJob:
     registry: str | None = None
     cache_control: tuple[tuple[str, str], ...] = ()  # (glob, Cache-Control), first match wins
     keep_releases: int = 3  # earlier deploys whose objects stay until that many newer deploys
+    require_index: bool = True  # deploy.require_index: an output with no index.html at its root is refused
     cdn: CdnSpec | None = None
     notify: tuple[notify.Target, ...] = ()
     event: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # the request as sent
@@ -156,7 +157,10 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
     )
     env, secrets = _env_and_secrets(build.get("env", {}), build.get("secrets", {}))
     deploy = _object(event.get("deploy", {}), "deploy")
-    _only(deploy, "deploy.", {"cache_control", "keep_releases"})
+    _only(deploy, "deploy.", {"cache_control", "keep_releases", "require_index"})
+    require_index = deploy.get("require_index", True)
+    if not isinstance(require_index, bool):
+        raise InvalidRequest("deploy.require_index: expected true or false")
     return BuildJob(
         source=source,
         target=target,
@@ -172,6 +176,7 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
         registry=_registry(build.get("registry"), "build.registry"),
         cache_control=_cache_rules(deploy.get("cache_control", []), "deploy.cache_control"),
         keep_releases=_bounded_int(deploy.get("keep_releases", 3), "deploy.keep_releases", 0, 100),
+        require_index=require_index,
         cdn=_cdn(event.get("cdn"), "cdn"),
         notify=_notify(event.get("notify", []), "notify"),
         event=dict(event),

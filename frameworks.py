@@ -21,6 +21,7 @@ class Framework:
     output: str  # relative to the package
     spa: bool  # a single-page app: missing paths should get index.html (ErrorDocument 200)
     prefix_setting: str  # what to set to serve the site under a path prefix
+    other_outputs: tuple[str, ...] = ()  # where else the framework writes, in order (another layout)
 
 
 FRAMEWORKS: tuple[Framework, ...] = (
@@ -36,7 +37,13 @@ FRAMEWORKS: tuple[Framework, ...] = (
         "Taro (H5)", ("@tarojs/taro", "@tarojs/cli"), ("build:h5", "build"), "dist", True, "config h5.publicPath"
     ),
     Framework(
-        "VitePress", ("vitepress",), ("docs:build", "build"), "docs/.vitepress/dist", False, "base in .vitepress/config"
+        "VitePress",
+        ("vitepress",),
+        ("docs:build", "build"),
+        "docs/.vitepress/dist",
+        False,
+        "base in .vitepress/config",
+        (".vitepress/dist",),  # the site at the project root (`vitepress build`)
     ),
     Framework(
         "VuePress",
@@ -45,6 +52,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
         "docs/.vuepress/dist",
         False,
         "base in .vuepress/config",
+        (".vuepress/dist",),
     ),
     Framework("Docusaurus", ("@docusaurus/core",), ("build",), "build", False, "baseUrl in docusaurus.config"),
     Framework("Gatsby", ("gatsby",), ("build",), "public", False, "pathPrefix, and gatsby build --prefix-paths"),
@@ -55,6 +63,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
     Framework("Nuxt (generate)", ("nuxt", "nuxt3"), ("generate", "build"), ".output/public", False, "app.baseURL"),
     Framework("SvelteKit (static)", ("@sveltejs/adapter-static",), ("build",), "build", False, "kit.paths.base"),
     Framework("Umi", ("umi", "@umijs/max"), ("build",), "dist", True, "base and publicPath"),
+    # Angular 17 and later: dist/<project>/browser/index.html, beside 3rdpartylicenses.txt (see toolchain).
     Framework("Angular", ("@angular/core",), ("build",), "dist", True, "--base-href"),
     Framework("Create React App", ("react-scripts",), ("build",), "build", True, "PUBLIC_URL or homepage"),
     Framework("Vue CLI", ("@vue/cli-service",), ("build", "build:prod"), "dist", True, "publicPath in vue.config.js"),

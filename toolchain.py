@@ -301,7 +301,8 @@ def find_output_dir(
     if requested:
         candidates = [requested]
     else:
-        candidates = list(dict.fromkeys([*([framework.output] if framework else []), *OUTPUT_CANDIDATES]))
+        table = [framework.output, *framework.other_outputs] if framework else []
+        candidates = list(dict.fromkeys([*table, *OUTPUT_CANDIDATES]))
         if public_written:
             candidates.append("public")
     for rel in candidates:
@@ -310,25 +311,31 @@ def find_output_dir(
             return _descend_to_site(path)
     looked = ", ".join(candidates)
     there = (
-        sorted(e.name for e in os.scandir(project) if e.is_dir() and not e.name.startswith("."))
+        sorted(e.name + "/" for e in os.scandir(project) if e.is_dir() and e.name not in ("node_modules", ".git"))
         if os.path.isdir(project)
         else []
     )
     raise BuildFailed(
         f"the build left no output: {looked} missing or empty"
         + ("" if requested else "; set build.output_dir to where your build writes")
-        + (f" (the folders there: {', '.join(d for d in there if d != 'node_modules')})" if there else "")
+        + (f" (the folders there: {', '.join(there)})" if there else "")
     )
 
 
 def _descend_to_site(path: str) -> str:
-    # Angular writes dist/<project>/browser/index.html: follow a lone folder down to an index.html.
-    for _ in range(2):
+    """Down to the folder that holds the site's index.html: a lone folder is followed (dist/<project>),
+    and so is the one folder beside other files that holds an index.html (Angular 17 and later write
+    dist/<project>/browser/index.html beside 3rdpartylicenses.txt and prerendered-routes.json)."""
+    for _ in range(3):
         if os.path.exists(os.path.join(path, "index.html")):
             return path
-        entries = [e for e in os.scandir(path)]
-        if len(entries) == 1 and entries[0].is_dir(follow_symlinks=False):
-            path = entries[0].path
+        entries = list(os.scandir(path))
+        folders = [e for e in entries if e.is_dir(follow_symlinks=False)]
+        with_index = [e for e in folders if os.path.isfile(os.path.join(e.path, "index.html"))]
+        if len(entries) == 1 and folders:
+            path = folders[0].path
+        elif len(with_index) == 1:
+            path = with_index[0].path
         else:
             break
     return path

@@ -297,6 +297,27 @@ def test_a_step_killed_from_outside_says_it_was_not_its_deadline(oss, runtime):
     assert "was killed by SIGKILL, not at its deadline" in message and "out-of-memory killer" in message
 
 
+def test_an_output_with_no_index_html_is_refused_unless_intended(oss, runtime, tmp_path):
+    """The site would answer 404 at / while the deploy succeeded: InvalidOutput naming what the folder
+    holds, and the live site stays; deploy.require_index false deploys it."""
+    put_source(oss, "tiny.tar.gz", pack_tar(TINY))
+    assert build(runtime, "oss://src/tiny.tar.gz", "noindex/").status == 200
+    live = raw(oss, "site").get_object("noindex/index.html").read()
+    command = "node build.js && mv dist/index.html dist/home.html"
+    message = error_of(build(runtime, "oss://src/tiny.tar.gz", "noindex/", {"command": command}), "InvalidOutput")
+    assert "has no index.html at its root" in message and "home.html" in message and "require_index" in message
+    assert raw(oss, "site").get_object("noindex/index.html").read() == live
+    event = {
+        "source": "oss://src/tiny.tar.gz",
+        "target": "oss://site/noindex-ok/",
+        "build": {"command": command},
+        "deploy": {"require_index": False},
+    }
+    resp = runtime.invoke(event, headers=CREDS)
+    assert resp.status == 200, resp.body
+    assert raw(oss, "site").get_object("noindex-ok/home.html").read()
+
+
 def test_node_from_fc_style_install_folders(oss, tmp_path):
     """FC's image keeps Node installs under /var/fc/lang/nodejs*; here a folder laid out the same way
     (nodejs20/bin/node) is searched through FCBUILD_NODE_PATHS and chosen for node_version "20"."""

@@ -142,6 +142,44 @@ def test_output_dir(tmp_path):
     assert find_output_dir(str(tmp_path), "build") == str(tmp_path / "build")
 
 
+def test_angular_17s_browser_folder_is_found_beside_its_files(tmp_path):
+    """dist/<project>/ holds browser/index.html, 3rdpartylicenses.txt and prerendered-routes.json (and
+    server/ with SSR, which has no index.html): the site is browser/."""
+    from frameworks import FRAMEWORKS
+
+    angular = next(f for f in FRAMEWORKS if f.name == "Angular")
+    app = tmp_path / "dist" / "shop"
+    (app / "browser").mkdir(parents=True)
+    (app / "server").mkdir()
+    (app / "browser" / "index.html").write_text("<app-root></app-root>")
+    (app / "server" / "server.mjs").write_text("")
+    (app / "3rdpartylicenses.txt").write_text("MIT")
+    (app / "prerendered-routes.json").write_text("{}")
+    assert find_output_dir(str(tmp_path), None, angular) == str(app / "browser")
+
+
+def test_vitepress_at_the_project_root_and_under_docs(tmp_path):
+    from frameworks import FRAMEWORKS
+
+    vitepress = next(f for f in FRAMEWORKS if f.name == "VitePress")
+    root_site = tmp_path / ".vitepress" / "dist"
+    root_site.mkdir(parents=True)
+    (root_site / "index.html").write_text("x")
+    assert find_output_dir(str(tmp_path), None, vitepress) == str(root_site)
+    docs_site = tmp_path / "docs" / ".vitepress" / "dist"
+    docs_site.mkdir(parents=True)
+    (docs_site / "index.html").write_text("x")
+    assert find_output_dir(str(tmp_path), None, vitepress) == str(docs_site)  # the table's first
+
+
+def test_the_no_output_error_names_dot_folders_too(tmp_path):
+    (tmp_path / ".vitepress" / "cache").mkdir(parents=True)
+    (tmp_path / "node_modules").mkdir()
+    (tmp_path / "src").mkdir()
+    with pytest.raises(BuildFailed, match=r"the folders there: \.vitepress/, src/\)"):
+        find_output_dir(str(tmp_path), None)
+
+
 PATHS = BuildPaths("/ws/site", "/ws/site/home", "/ws/site/tmp", "/ws/site/caches", "/root/tools/corepack")
 
 
