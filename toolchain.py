@@ -395,7 +395,10 @@ def child_env(
     if user:
         env["USER"] = env["LOGNAME"] = user
     if package_manager == "pnpm":  # npm warns about settings it does not know
-        env["npm_config_store_dir"] = os.path.join(paths.caches, "pnpm-store")
+        # Both spellings: pnpm 10 and earlier read npm_config_*, pnpm 11 and later pnpm_config_* only.
+        for prefix in ("npm_config_", "pnpm_config_"):
+            env[prefix + "store_dir"] = os.path.join(paths.caches, "pnpm-store")
+            env[prefix + "cache_dir"] = os.path.join(paths.caches, "pnpm-cache")
     elif package_manager == "yarn":
         env["YARN_CACHE_FOLDER"] = os.path.join(paths.caches, "yarn")
         env["YARN_GLOBAL_FOLDER"] = os.path.join(paths.caches, "yarn-global")
@@ -414,6 +417,7 @@ def registry_env(registry: str, *, signatures: bool = False) -> dict[str, str]:
     them; a mirror does not, so for a mirror the check is off)."""
     env = {
         "npm_config_registry": registry,
+        "pnpm_config_registry": registry,  # pnpm 11 reads its own spelling only
         "YARN_NPM_REGISTRY_SERVER": registry,
         "COREPACK_NPM_REGISTRY": registry.rstrip("/"),
     }

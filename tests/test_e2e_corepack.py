@@ -67,6 +67,33 @@ def test_project_through_corepack_with_postinstall(oss, manager):
         assert rt.stop() == 0
 
 
+@pytest.mark.parametrize("version", ["9.15.9", "10.34.8"])
+def test_each_pnpm_major_installs_from_the_requests_registry_not_the_projects_npmrc(oss, tmp_path, version):
+    """The project's .npmrc names a mirror that does not answer; the request names the registry: pnpm
+    (9 reads npm_config_*, 10 as well, 11 pnpm_config_* only: all are set) installs from the request's.
+    pnpm 11 needs Node 22.13, which this machine does not have."""
+    import json as _json
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(os.path.join(FIXTURES, "pnpm-site"), project)
+    package = _json.loads((project / "package.json").read_text())
+    (project / "package.json").write_text(_json.dumps({**package, "packageManager": f"pnpm@{version}"}))
+    (project / ".npmrc").write_text("registry=http://127.0.0.1:9/\n")
+    key = f"pnpm-{version}.tar.gz"
+    raw(oss, "src").put_object(key, pack_tar(str(project)))
+    registry = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True, check=True)
+    event = {"source": f"oss://src/{key}", "target": f"oss://site/pnpm-{version}/"}
+    event["build"] = {"registry": registry.stdout.strip()}
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, **NO_SIGNATURES, **registry_allowance()})
+    try:
+        resp = rt.invoke(event, headers=CREDS, timeout=600)
+        assert resp.status == 200, resp.body
+        assert resp.json()["packageManager"]["version"] == version
+    finally:
+        assert rt.stop() == 0
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="builds run as their own users only under root, as on FC")
 @pytest.mark.parametrize("manager", list(PROJECTS))
 def test_another_sites_build_cannot_change_the_package_manager_the_next_build_runs(oss, manager):

@@ -204,7 +204,7 @@ def test_child_env_is_an_allowlist():
     assert env["PATH"] == "/node/bin:/usr/bin:/bin"
     assert env["CI"] == "true" and env["A"] == "1"
     assert env["LD_LIBRARY_PATH"] == "/opt/lib"
-    assert env["npm_config_registry"] == "https://mirror/"
+    assert env["npm_config_registry"] == env["pnpm_config_registry"] == "https://mirror/"
     assert env["COREPACK_NPM_REGISTRY"] == "https://mirror"
     assert env["COREPACK_INTEGRITY_KEYS"] == "0"
     assert env["HTTPS_PROXY"] == "http://proxy:3128" and env["LC_ALL"] == "C.UTF-8"
@@ -232,7 +232,8 @@ def test_child_env_has_a_home_and_caches_of_its_own():
     assert env["HOME"] == "/ws/site/home" and env["TMPDIR"] == "/ws/site/tmp"
     assert all(env[k].startswith("/ws/site/home/") for k in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"))
     assert env["npm_config_cache"] == "/ws/site/caches/npm"
-    assert env["npm_config_store_dir"] == "/ws/site/caches/pnpm-store"
+    assert env["npm_config_store_dir"] == env["pnpm_config_store_dir"] == "/ws/site/caches/pnpm-store"
+    assert env["npm_config_cache_dir"] == env["pnpm_config_cache_dir"] == "/ws/site/caches/pnpm-cache"
     assert env["COREPACK_HOME"] == "/root/tools/corepack"
     assert env["GIT_CEILING_DIRECTORIES"] == "/ws/site"
     yarn = child_env({}, "/n", PATHS, package_manager="yarn")
