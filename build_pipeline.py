@@ -31,6 +31,7 @@ import deployer
 import egress
 import frameworks
 import git_source
+import node_dist
 import notify
 import oss_io
 import sandbox
@@ -49,6 +50,7 @@ from errors import (
     InvalidOutput,
     InvalidRequest,
     InvalidSource,
+    NotAvailable,
     SourceNotFound,
     with_message,
 )
@@ -112,6 +114,9 @@ class Instance:
         self.containment = Containment(children)
         self.warm_cache = WarmCache(os.path.join(settings.workspace_root, "cache", "deps"), settings.cache_max_bytes)
         self.releases = PackageManagerReleases(os.path.join(settings.workspace_root, "tools", "corepack"))
+        self.node_releases = node_dist.NodeReleases(
+            os.path.join(settings.workspace_root, "tools", "node"), tls=node_dist.registry_tls(settings.launch_env)
+        )
         self._official: dict[str, str] = {}
 
     def official_registry(self, node_bin: str) -> str:
@@ -498,7 +503,7 @@ def _run_in_slot(
             root_package = read_package_json(project) if package_dir != project else package
             if package_dir != project:
                 _check_workspace(project, package_dir, package, job.root or "")
-            pm, node = _choose_toolchain(project, root_package, job, settings, log)
+            pm, node, node_from = _choose_toolchain(project, root_package, job, instance, storage, log)
             registry = job.registry or settings.npm_registry
             if job.registry:  # the request's (or fcbuild.json's) own: corepack fetches from it as root
                 egress.check_url(job.registry, "build.registry", settings.allow_private_nets)
@@ -617,7 +622,7 @@ def _run_in_slot(
         "source": job.source.url(),
         "target": f"oss://{target.bucket}/{target.prefix}",
         "packageManager": pm.describe(),
-        "node": {"version": node.version_text, "path": node.bin_dir},
+        "node": {"version": node.version_text, "path": node.bin_dir, **node_from},
         "outputDir": os.path.relpath(output, package_dir),
         **({"config": config_came} if config_came else {}),
         **({"commit": source_info["commit"]} if "commit" in source_info else {}),
@@ -1099,8 +1104,9 @@ def _fetch_source(
 
 
 def _choose_toolchain(
-    project: str, package: Mapping[str, Any], job: BuildJob, settings: PipelineSettings, log: Any
-) -> tuple[PackageManager, NodeInstall]:
+    project: str, package: Mapping[str, Any], job: BuildJob, instance: Instance, storage: oss_io.OssClient, log: Any
+) -> tuple[PackageManager, NodeInstall, dict[str, Any]]:
+    settings = instance.settings
     names = os.listdir(project)
     heads = {}  # the first 4 KB of each lockfile: enough for its version
     for name, _ in LOCKFILES:
@@ -1114,7 +1120,16 @@ def _choose_toolchain(
             with open(os.path.join(project, name), encoding="utf-8", errors="replace") as f:
                 version_files[name] = f.read(200)
     spec, spec_from = node_requirement(version_files, package, job.node_version)
-    node = choose_node(find_node_installs(settings), spec, spec_from)
+    installs = find_node_installs(settings)
+    node_from: dict[str, Any] = {"from": "instance"}
+    try:
+        node = choose_node(installs, spec, spec_from)
+    except NotAvailable as exc:
+        if not (spec and installs):
+            raise
+        if not settings.node_download:
+            raise NotAvailable(f"{exc}; FCBUILD_NODE_DOWNLOAD=0 keeps fcbuild from fetching one") from None
+        node, node_from = _download_node(spec, spec_from, job, installs, instance, storage, log)
     if pm.name == "npm":
         pm = plan_npm(pm, heads.get(pm.lockfile, ""), node.version, bundled_npm_version(node.bin_dir))
     if pm.note:
@@ -1128,7 +1143,45 @@ def _choose_toolchain(
         node.bin_dir,
         f" for {spec!r} from {spec_from}" if spec else "",
     )
-    return pm, node
+    return pm, node, node_from
+
+
+def _download_node(
+    spec: str,
+    spec_from: str,
+    job: BuildJob,
+    installs: list[NodeInstall],
+    instance: Instance,
+    storage: oss_io.OssClient,
+    log: Any,
+) -> tuple[NodeInstall, dict[str, Any]]:
+    """No install here satisfies the project: the newest release that does, from the build's registry
+    (through the private copy in OSS when there is one)."""
+    settings = instance.settings
+    newest = max(installs, key=lambda i: i.version)
+    registry = job.registry or settings.npm_registry or instance.official_registry(newest.bin_dir)
+    bucket, prefix = _cache_location(job, settings)
+
+    def fetch(name: str, dest: str) -> bool:
+        if not storage.object_exists(bucket, f"{prefix}tools/{name}"):
+            return False
+        storage.download(bucket, f"{prefix}tools/{name}", dest, max_bytes=node_dist.MAX_TARBALL_BYTES)
+        return True
+
+    def keep(name: str, path: str) -> None:
+        storage.put_file(bucket, f"{prefix}tools/{name}", path, content_type="application/gzip", private=True)
+
+    log.info("no Node.js here satisfies %r (from %s): fetching the newest release that does", spec, spec_from)
+    node, report = instance.node_releases.ensure(
+        spec,
+        registry,
+        installs,
+        chosen_registry=bool(job.registry),
+        allowed=settings.allow_private_nets,
+        oss_copy=(fetch, keep),
+        log=log,
+    )
+    return node, report
 
 
 def bundled_npm_version(node_bin: str) -> str:

@@ -50,6 +50,7 @@ class PipelineSettings:
     part_size: int = 8 * 1024 * 1024
     oss_retries: int = 5
     node_paths: tuple[str, ...] = DEFAULT_NODE_PATHS
+    node_download: bool = True  # FCBUILD_NODE_DOWNLOAD: fetch a Node.js release no install here satisfies
     npm_registry: str = ""
     min_free_mb: int = 256
     upload_margin_s: int = 30
@@ -96,6 +97,7 @@ class PipelineSettings:
             part_size=_positive(get, "FCBUILD_PART_SIZE_MB", 8) * 1024 * 1024,
             oss_retries=_positive(get, "FCBUILD_OSS_RETRIES", 5, minimum=0),
             node_paths=node_paths,
+            node_download=get("FCBUILD_NODE_DOWNLOAD", "1") not in ("0", "false", "no"),
             npm_registry=get("FCBUILD_NPM_REGISTRY", ""),
             min_free_mb=_positive(get, "FCBUILD_MIN_FREE_MB", 256, minimum=0),
             upload_margin_s=_positive(get, "FCBUILD_UPLOAD_MARGIN_S", 30, minimum=0),

@@ -134,3 +134,46 @@ def test_npm_that_cannot_read_the_lockfile_is_replaced_through_corepack(oss, reg
         assert "package manager npm (corepack npm@10)" in log and "the old npm ran" not in log
     finally:
         assert rt.stop() == 0
+
+
+def test_a_project_asking_for_node_22_builds_on_an_instance_that_has_node_20(oss, tmp_path):
+    """`.nvmrc` says 22; this machine has Node 20 only. The runtime fetches the newest 22 from the
+    registry (checked against its integrity), the build runs on it, and the result says where it came
+    from; a cold instance takes the copy kept in OSS; a changed binary is replaced before it runs; with
+    FCBUILD_NODE_DOWNLOAD=0 the answer is NotAvailable, naming the setting."""
+    project = tmp_path / "needs-22"
+    shutil.copytree(os.path.join(FIXTURES, "tiny"), project)
+    (project / ".nvmrc").write_text("22\n")
+    raw(oss, "src").put_object("needs-22.tar.gz", pack_tar(str(project)))
+    command = "node build.js && node -e \"require('fs').writeFileSync('dist/node.txt', process.version)\""
+    event = {"source": "oss://src/needs-22.tar.gz", "target": "oss://site/needs-22/", "build": {"command": command}}
+    env = {"FCBUILD_OSS_ENDPOINT": oss.endpoint}
+    first = start_runtime(env)
+    try:
+        resp = first.invoke(event, headers=CREDS, timeout=600)
+        assert resp.status == 200, resp.body
+        node = resp.json()["node"]
+        assert node["version"].startswith("v22.") and node["from"] == "registry", node
+        assert raw(oss, "site").get_object("needs-22/node.txt").read().decode() == node["version"]
+        assert f"Node.js {node['version'][1:]} from the registry" in first.output()
+        binary = os.path.join(node["path"], "node")
+        with open(binary, "ab") as f:  # what a build running as the runtime's own user could do
+            f.write(b"\0tampered")
+        again = first.invoke(event, headers=CREDS, timeout=600).json()
+        assert again["node"]["replaced"] == "it changed since it was unpacked" and again["node"]["from"] == "oss"
+    finally:
+        assert first.stop() == 0
+    cold = start_runtime(env)  # another instance: its own workspace root, nothing unpacked yet
+    try:
+        resp = cold.invoke(event, headers=CREDS, timeout=600)
+        assert resp.status == 200, resp.body
+        assert resp.json()["node"]["from"] == "oss"
+    finally:
+        assert cold.stop() == 0
+    off = start_runtime({**env, "FCBUILD_NODE_DOWNLOAD": "0"})
+    try:
+        resp = off.invoke(event, headers=CREDS, timeout=120)
+        assert resp.status == 404 and resp.json()["errorType"] == "NotAvailable"
+        assert "FCBUILD_NODE_DOWNLOAD=0" in resp.json()["errorMessage"]
+    finally:
+        assert off.stop() == 0
