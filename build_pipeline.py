@@ -64,6 +64,7 @@ from toolchain import (
     build_argv,
     child_env,
     choose_node,
+    committed_yarn,
     detect_package_manager,
     find_output_dir,
     node_requirement,
@@ -1114,6 +1115,11 @@ def _choose_toolchain(
             with open(os.path.join(project, name), encoding="utf-8", errors="replace") as f:
                 heads[name] = f.read(4096)
     pm = detect_package_manager(names, package, heads.get("yarn.lock", ""), heads.get("pnpm-lock.yaml", ""))
+    if ".yarnrc.yml" in names:
+        with open(os.path.join(project, ".yarnrc.yml"), encoding="utf-8", errors="replace") as f:
+            pm = committed_yarn(pm, f.read(65536), project)
+        if pm.yarn_path:
+            log.info("yarn %s runs from the project's own %s (yarnPath)", pm.version or "", pm.yarn_path)
     version_files = {}
     for name in (".nvmrc", ".node-version"):
         if name in names:

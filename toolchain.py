@@ -35,6 +35,7 @@ class PackageManager:
     berry: bool = False  # yarn 2+
     release: str = ""  # what corepack installs when version is unset or unresolved: a pin or a major
     note: str = ""  # what the user should know of the choice (a lockfile fcbuild cannot use)
+    yarn_path: str = ""  # yarn berry's committed release (.yarnrc.yml yarnPath), relative to the project
 
     def resolved(self, version: str) -> PackageManager:
         return dataclasses.replace(self, version=version)
@@ -42,11 +43,14 @@ class PackageManager:
     @property
     def via_corepack(self) -> bool:
         """pnpm and yarn always; npm when pinned, or when the npm that comes with Node cannot read the lockfile."""
-        return self.name in ("pnpm", "yarn") or bool(self.release)
+        return not self.yarn_path and (self.name in ("pnpm", "yarn") or bool(self.release))
 
     def argv(self, *args: str) -> tuple[str, ...]:
         """A command of this package manager. pnpm and yarn run through corepack, which honours the
-        `packageManager` pin (or picks its default version) without a global install."""
+        `packageManager` pin (or picks its default version) without a global install; a yarn release
+        the project commits (yarnPath) runs as it is, with nothing downloaded."""
+        if self.yarn_path:
+            return ("node", self.yarn_path, *args)
         if self.via_corepack:
             tool = f"{self.name}@{self.version}" if self.version else self.name
             return ("corepack", tool, *args)
@@ -63,6 +67,8 @@ class PackageManager:
 
     def describe(self) -> dict[str, str]:
         doc = {"name": self.name, "version": self.version or "default", "lockfile": self.lockfile or "none"}
+        if self.yarn_path:
+            doc["yarnPath"] = self.yarn_path
         return {**doc, "note": self.note} if self.note else doc
 
 
@@ -78,6 +84,23 @@ def read_package_json(project: str) -> dict:
     if not isinstance(doc, dict):
         raise InvalidSource("source: package.json is not a JSON object")
     return doc
+
+
+YARN_PATH_RE = re.compile(r"""^yarnPath:\s*["']?([^"'#\r\n]+?)["']?\s*(?:#.*)?$""", re.M)
+
+
+def committed_yarn(pm: PackageManager, yarnrc: str, project: str) -> PackageManager:
+    """yarn berry with `yarnPath` in .yarnrc.yml naming a release file inside the project: that release
+    runs (what yarn itself would do after corepack had downloaded another one to hand over to it)."""
+    m = YARN_PATH_RE.search(yarnrc)
+    if pm.name != "yarn" or not pm.berry or not m:
+        return pm
+    rel = m[1].strip()
+    full = os.path.realpath(os.path.join(project, rel))
+    if not full.startswith(os.path.realpath(project) + os.sep) or not os.path.isfile(full):
+        return pm
+    version = re.search(r"yarn-(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)\.c?js$", rel)
+    return dataclasses.replace(pm, yarn_path=rel, release="", version=version[1] if version else pm.version)
 
 
 def detect_package_manager(

@@ -94,6 +94,41 @@ def test_each_pnpm_major_installs_from_the_requests_registry_not_the_projects_np
         assert rt.stop() == 0
 
 
+def test_a_yarn_release_the_project_commits_runs_as_it_is(oss, tmp_path):
+    """.yarnrc.yml names the project's own release (yarnPath, as `yarn set version` commits it): that
+    file runs the install and the build, and no yarn is downloaded (no corepack install)."""
+    import json as _json
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(os.path.join(FIXTURES, "yarn-site"), project)
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    subprocess.run(["npm", "pack", "@yarnpkg/cli-dist@4.5.3"], cwd=pack, check=True, capture_output=True)
+    subprocess.run(["tar", "xzf", next(pack.glob("*.tgz")).name], cwd=pack, check=True)
+    (project / ".yarn" / "releases").mkdir(parents=True)
+    shutil.copy(pack / "package" / "bin" / "yarn.js", project / ".yarn" / "releases" / "yarn-4.5.3.cjs")
+    (project / ".yarnrc.yml").write_text("yarnPath: .yarn/releases/yarn-4.5.3.cjs\nenableTelemetry: false\n")
+    package = _json.loads((project / "package.json").read_text())
+    package.pop("packageManager")
+    (project / "package.json").write_text(_json.dumps(package))
+    raw(oss, "src").put_object("yarn-path.tar.gz", pack_tar(str(project)))
+    registry = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True, check=True)
+    event = {"source": "oss://src/yarn-path.tar.gz", "target": "oss://site/yarn-path/"}
+    event["build"] = {"registry": registry.stdout.strip()}
+    rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, **NO_SIGNATURES, **registry_allowance()})
+    try:
+        resp = rt.invoke(event, headers=CREDS, timeout=600)
+        assert resp.status == 200, resp.body
+        pm = resp.json()["packageManager"]
+        assert pm["yarnPath"] == ".yarn/releases/yarn-4.5.3.cjs" and pm["version"] == "4.5.3", pm
+        out = rt.output()
+        assert "[install] $ node .yarn/releases/yarn-4.5.3.cjs install --immutable" in out
+        assert "installing package manager" not in out
+    finally:
+        assert rt.stop() == 0
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="builds run as their own users only under root, as on FC")
 @pytest.mark.parametrize("manager", list(PROJECTS))
 def test_another_sites_build_cannot_change_the_package_manager_the_next_build_runs(oss, manager):

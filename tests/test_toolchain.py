@@ -312,3 +312,19 @@ def test_npm_without_a_lockfile_is_the_one_node_brings():
 def test_a_lockfile_no_npm_for_that_node_can_read_is_a_clear_error():
     with pytest.raises(InvalidSource, match=r"lockfileVersion 3 needs npm 7 or newer.*build.node_version"):
         plan_npm(PackageManager("npm", lockfile="package-lock.json"), '{"lockfileVersion": 3}', (8, 17, 0), "5.6.0")
+
+
+def test_a_committed_yarn_release_is_used_only_inside_the_project(tmp_path):
+    from toolchain import committed_yarn
+
+    berry = PackageManager("yarn", "", "yarn.lock", True, "yarn@4")
+    (tmp_path / ".yarn" / "releases").mkdir(parents=True)
+    (tmp_path / ".yarn" / "releases" / "yarn-4.5.3.cjs").write_text("// yarn")
+    found = committed_yarn(berry, 'yarnPath: ".yarn/releases/yarn-4.5.3.cjs"  # set by yarn\n', str(tmp_path))
+    assert found.argv("install") == ("node", ".yarn/releases/yarn-4.5.3.cjs", "install")
+    assert (found.version, found.via_corepack) == ("4.5.3", False)
+    (tmp_path.parent / "outside.cjs").write_text("// not the project's")
+    assert committed_yarn(berry, "yarnPath: ../outside.cjs\n", str(tmp_path)) == berry
+    assert committed_yarn(berry, "yarnPath: .yarn/releases/missing.cjs\n", str(tmp_path)) == berry
+    classic = PackageManager("yarn", "", "yarn.lock", False, "yarn@1")
+    assert committed_yarn(classic, "yarnPath: .yarn/releases/yarn-4.5.3.cjs\n", str(tmp_path)) == classic
