@@ -67,11 +67,12 @@ def test_project_through_corepack_with_postinstall(oss, manager):
         assert rt.stop() == 0
 
 
-@pytest.mark.parametrize("version", ["9.15.9", "10.34.8"])
+@pytest.mark.parametrize("version", ["9.15.9", "10.34.8", "11.28.13"])
 def test_each_pnpm_major_installs_from_the_requests_registry_not_the_projects_npmrc(oss, tmp_path, version):
     """The project's .npmrc names a mirror that does not answer; the request names the registry: pnpm
     (9 reads npm_config_*, 10 as well, 11 pnpm_config_* only: all are set) installs from the request's.
-    pnpm 11 needs Node 22.13, which this machine does not have."""
+    pnpm 11 needs Node 22.13, which this machine does not have: its project says so in .nvmrc, and
+    the runtime fetches that Node."""
     import json as _json
     import shutil
 
@@ -80,6 +81,8 @@ def test_each_pnpm_major_installs_from_the_requests_registry_not_the_projects_np
     package = _json.loads((project / "package.json").read_text())
     (project / "package.json").write_text(_json.dumps({**package, "packageManager": f"pnpm@{version}"}))
     (project / ".npmrc").write_text("registry=http://127.0.0.1:9/\n")
+    if version.startswith("11."):
+        (project / ".nvmrc").write_text("22\n")
     key = f"pnpm-{version}.tar.gz"
     raw(oss, "src").put_object(key, pack_tar(str(project)))
     registry = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True, check=True)
