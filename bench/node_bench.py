@@ -27,16 +27,11 @@ sys.path.insert(0, ROOT)
 
 import oss2  # noqa: E402
 
-from localoss import Account, LocalOss  # noqa: E402
+from bench.isolation_bench import ACCOUNT, HEADERS  # noqa: E402
+from localoss import LocalOss  # noqa: E402
 from tests.archives import FIXTURES, pack_tar  # noqa: E402
 from tests.runtime_proc import start_runtime  # noqa: E402
 
-ACCOUNT = Account("STS.bench", "bench-secret", "bench-token")
-HEADERS = {
-    "x-fc-access-key-id": ACCOUNT.access_key_id,
-    "x-fc-access-key-secret": ACCOUNT.access_key_secret,
-    "x-fc-security-token": ACCOUNT.security_token,
-}
 COMMAND = "node build.js && node -e \"require('fs').writeFileSync('dist/node.txt', process.version)\""
 
 
