@@ -1178,16 +1178,19 @@ def _download_node(
         storage.put_file(bucket, f"{prefix}tools/{name}", path, content_type="application/gzip", private=True)
 
     log.info("no Node.js here satisfies %r (from %s): fetching the newest release that does", spec, spec_from)
-    node, report = instance.node_releases.ensure(
-        spec,
-        registry,
-        installs,
-        chosen_registry=bool(job.registry),
-        allowed=settings.allow_private_nets,
-        oss_copy=(fetch, keep),
-        log=log,
-    )
-    return node, report
+    try:
+        return instance.node_releases.ensure(
+            spec,
+            registry,
+            installs,
+            chosen_registry=bool(job.registry),
+            allowed=settings.allow_private_nets,
+            oss_copy=(fetch, keep),
+            log=log,
+        )
+    except NotAvailable as e:
+        have = ", ".join(i.version_text for i in installs)
+        raise with_message(e, f"{e}; no Node.js satisfies {spec!r} (from {spec_from}): this instance has {have}") from None
 
 
 def bundled_npm_version(node_bin: str) -> str:

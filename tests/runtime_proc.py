@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -151,9 +152,29 @@ _MADE: list[str] = []
 atexit.register(lambda: [subprocess.run(["rm", "-rf", "--", path], check=False) for path in _MADE])  # any depth
 
 
-# Eight blocks of build uids per test process (by its pid), taken in turn: two test processes on one
-# machine (a test run beside a benchmark) do not share build users.
-_UID_BLOCKS = (8 * (os.getpid() % 50) + i % 8 for i in itertools.count())
+# Build uids per runtime: the first free block after this test process's own start (by its pid), so
+# two test processes on one machine (a test run beside a benchmark) and two runtimes alive in one
+# test each take users of their own. Free means no runtime holds the block's abstract socket names
+# (sandbox.claim_uids), which an explicit FCBUILD_BUILD_UIDS that another runtime holds is refused on.
+_UID_BLOCKS = itertools.count(8 * (os.getpid() % 50))
+
+
+def _free_uid_block(size: int) -> int:
+    for _ in range(400):
+        first = 21000 + 8 * (next(_UID_BLOCKS) % 400)
+        names = []
+        try:
+            for uid in range(first, first + size):
+                name = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                names.append(name)
+                name.bind(f"\0fcbuild-build-uid-{uid}")
+            return first
+        except OSError:
+            continue
+        finally:
+            for name in names:
+                name.close()
+    raise RuntimeError("no free block of build uids: too many runtimes alive")
 
 
 def shared_dir(prefix: str = "fcbuild-shared-") -> str:
@@ -199,7 +220,7 @@ def start_runtime(
         full_env["TMPDIR"] = shared_dir("fcbuild-tmp-")
     if "FCBUILD_BUILD_UIDS" not in full_env:  # runtimes on one machine stand for separate instances
         slots = int(full_env.get("FCBUILD_MAX_BUILDS", "1"))
-        first = 21000 + 8 * next(_UID_BLOCKS)
+        first = _free_uid_block(max(slots, 8))
         full_env["FCBUILD_BUILD_UIDS"] = f"{first}-{first + max(slots, 8) - 1}"
     full_env.update(env or {})
     identity = {}

@@ -255,7 +255,7 @@ def test_archive_bombs_are_capped(oss, tmp_path):
 def test_node_version_that_nothing_satisfies(oss, runtime):
     put_source(oss, "tiny.tar.gz", pack_tar(TINY))
     message = error_of(build(runtime, "oss://src/tiny.tar.gz", "v/", {"node_version": ">=99"}), "NotAvailable")
-    assert "no Node.js satisfies '>=99' (from request)" in message
+    assert "no Node.js satisfies '>=99' (from request): this instance has v" in message
 
 
 def test_request_can_name_commands_and_output(oss, runtime, tmp_path):
@@ -335,7 +335,7 @@ def test_node_from_fc_style_install_folders(oss, tmp_path):
         put_source(oss, "tiny.tar.gz", pack_tar(TINY))
         resp = build(rt, "oss://src/tiny.tar.gz", "fcnode/", {"node_version": major})
         assert resp.status == 200, resp.body
-        assert resp.json()["node"] == {"version": version, "path": str(lang)}
+        assert resp.json()["node"] == {"version": version, "path": str(lang), "from": "instance"}
         assert f"Node.js {version} at {lang} for '{major}' from request" in rt.output()
     finally:
         assert rt.stop() == 0
