@@ -37,12 +37,23 @@ import oss_io
 import sandbox
 import triggers
 from archive import Limits, extract_archive, inside, read_archive_member, safe_member_path
-from build_request import BuildJob, GitSource, ReleaseRequest, is_release_request, parse_job, parse_release_request
+from build_request import (
+    BuildJob,
+    GitSource,
+    ReleaseRequest,
+    SiteRequest,
+    is_release_request,
+    is_site_request,
+    parse_job,
+    parse_release_request,
+    parse_site_request,
+)
 from build_runner import BuildLog, Containment, Runner
 from context import FcContext, redact
 from dep_cache import BuildCache, WarmCache, nested_trees
 from deploy_plan import OutputRefused, is_content_hashed, scan_tree
 from errors import (
+    AccessDenied,
     BuildFailed,
     Busy,
     DiskFull,
@@ -166,6 +177,8 @@ def handle_invoke(ctx: FcContext, event: Mapping[str, Any], *, instance: Instanc
     """
     if is_release_request(event):
         return _release_request(ctx, parse_release_request(event), instance=instance, log=log)
+    if is_site_request(event):
+        return _site_request(ctx, parse_site_request(event), instance=instance, log=log)
     if triggers.is_time_trigger(event):
         log.info("time trigger %s at %s", event.get("triggerName"), event.get("triggerTime"))
         event = triggers.time_trigger_request(event)
@@ -173,7 +186,113 @@ def handle_invoke(ctx: FcContext, event: Mapping[str, Any], *, instance: Instanc
         return _oss_events(ctx, event, instance=instance, log=log)
     job = parse_job(event)
     triggers.check_allowed(job.target.bucket, job.target.prefix, instance.settings.allowed_targets)
+    if job.report is not None and _report_repo(job, instance.settings) is None:
+        raise InvalidRequest(f"report.repo: {job.report.repo!r} is not a repository FCBUILD_REPOS configures")
     return _build_with_outcome(ctx, job, instance=instance, log=log)
+
+
+def _report_repo(job: BuildJob, settings: PipelineSettings) -> Any:
+    return next((r for r in settings.repos if job.report is not None and r.id == job.report.repo), None)
+
+
+class _CommitReport:
+    """Tells a webhook build's commit how it goes: pending, then success with the site's URL or
+    failure with the cause's first line. Off where no status token is set."""
+
+    def __init__(self, job: BuildJob, settings: PipelineSettings, log: Any) -> None:
+        import hooks
+
+        self.log, self.sent = log, []
+        self.report = None
+        repo = _report_repo(job, settings)
+        if repo is None or job.report is None or not job.report.sha:
+            return
+        token = settings.hook_secrets.get(hooks.STATUS_TOKEN_VARS[repo.provider], "")
+        api = repo.api or hooks.DEFAULT_APIS[repo.provider]
+        if not token or not api:
+            log.info(
+                "commit status: no %s (or API) set: the commit is not told", hooks.STATUS_TOKEN_VARS[repo.provider]
+            )
+            return
+        import commit_status
+
+        self.url = job.report.url
+        self.report = commit_status.Report(
+            repo.provider, api, token, repo.id, repo.project_id, job.report.sha, job.report.pr
+        )
+
+    def send(self, state: str, description: str, url: str = "") -> None:
+        if self.report is None:
+            return
+        import commit_status
+
+        self.sent.append(commit_status.send(self.report, state, url or self.url, description, self.log))
+
+
+def _site_request(ctx: FcContext, req: SiteRequest, *, instance: Instance, log: Any) -> dict[str, Any]:
+    """Remove a preview (a closed pull request, a deleted branch), or prune the previews not
+    deployed for a number of days. Only a configured repository's preview folders are ever removed."""
+    import hooks
+
+    settings = instance.settings
+    storage = oss_io.OssClient.for_request(ctx, settings, log)
+    claim = deployer.Claim(ctx.request_id, ctx.started_wall)
+    if req.action == "remove":
+        assert req.target is not None
+        url = req.target.url()
+        found = hooks.preview_slug(settings.repos, url)
+        if found is None:
+            raise AccessDenied(f"remove.target: {url} is not a preview folder of a repository FCBUILD_REPOS configures")
+        triggers.check_allowed(req.target.bucket, req.target.prefix, settings.allowed_targets)
+        return {
+            "requestId": ctx.request_id,
+            "status": "succeeded",
+            **_remove(storage, req.target, claim, ctx, instance, log),
+        }
+    cutoff = time.time() - req.older_than_days * 86400
+    removed, kept = [], 0
+    for repo in settings.repos:
+        if repo.previews is None:
+            continue
+        root = repo.previews.root()
+        bucket, _, prefix = root[len("oss://") :].partition("/")
+        for obj in storage.list_objects(bucket, prefix):
+            rest = obj.key[len(prefix) :]
+            folder, _, tail = rest.partition("/")
+            if tail != deployer.META_DIR + "manifest.json":
+                continue
+            site = f"oss://{bucket}/{prefix}{folder}/"
+            if repo.previews.slug_of(site) is None:
+                continue
+            when = deployer.last_deployed(storage, deployer.Target(bucket, prefix + folder + "/"))
+            if when is not None and when >= cutoff:
+                kept += 1
+                continue
+            location = build_request_location(bucket, prefix + folder + "/")
+            removed.append(_remove(storage, location, claim, ctx, instance, log))
+    log.info("prune: %d previews removed, %d kept", len(removed), kept)
+    return {"requestId": ctx.request_id, "status": "succeeded", "removed": removed, "kept": kept}
+
+
+def build_request_location(bucket: str, prefix: str) -> Any:
+    from build_request import OssLocation
+
+    return OssLocation(bucket, prefix=prefix)
+
+
+def _remove(
+    storage: oss_io.OssClient, location: Any, claim: Any, ctx: FcContext, instance: Instance, log: Any
+) -> dict[str, Any]:
+    lock = instance.target_lock(location.bucket, location.prefix)
+    wait = instance.settings.queue_wait_s
+    if not lock.acquire(timeout=wait):
+        raise Busy(f"a build of {location.url()} kept this instance busy for {wait}s; retry the removal later")
+    try:
+        return deployer.remove_site(
+            storage, deployer.Target(location.bucket, location.prefix), claim=claim, deadline=ctx.deadline, log=log
+        )
+    finally:
+        lock.release()
 
 
 def _oss_events(ctx: FcContext, event: Mapping[str, Any], *, instance: Instance, log: Any) -> dict[str, Any]:
@@ -268,15 +387,23 @@ def _build_with_outcome(ctx: FcContext, job: BuildJob, *, instance: Instance, lo
         "startedAtEpoch": ctx.started_wall,
     }
     _put_quietly(storage, bucket, key, {**status, "status": "running"}, log)
+    commit = _CommitReport(job, instance.settings, log)
+    commit.send("pending", f"building {job.environment} ({ctx.request_id})")
     try:
         result = run_build(ctx, job, instance=instance, storage=storage, log=log, configured=configured)
     except Exception as exc:
         error_type = exc.error_type if isinstance(exc, FcBuildError) else "Internal"
         failure = {"errorType": error_type, "errorMessage": redact(str(exc), secrets())}
+        commit.send("failure", f"{error_type}: {failure['errorMessage']}")
         _put_quietly(storage, bucket, key, {**status, "status": "failed", "finishedAt": _utc(), "error": failure}, log)
         notifier.send(_outcome(ctx, merged[0], None, failure))
         notifier.wait()
         raise
+    commit.send("success", f"deployed {job.environment} (release {result.get('release', ctx.request_id)})")
+    if commit.sent:
+        result["commitStatus"] = commit.sent
+    if job.report is not None and job.report.url:
+        result["url"] = job.report.url
     _put_quietly(storage, bucket, key, {**status, "status": "succeeded", "finishedAt": _utc(), "result": result}, log)
     if merged[0].notify:
         notifier.send(_outcome(ctx, merged[0], result, None))
@@ -518,18 +645,22 @@ def _run_in_slot(
                 )
                 paths = dataclasses.replace(paths, corepack_home=tools.pop("home"))
                 log.info("package manager %s %s runs (corepack, for %s)", pm.name, pm.version, release)
+            framework = frameworks.detect(package)
+            base_args, base_env = frameworks.base_path_setting(framework, job.base_path, pm.name == "npm")
             env = child_env(
                 settings.launch_env,
                 node.bin_dir,
                 paths,
                 package_manager=pm.name,
                 registry=registry,
-                extra={**job.env, **job.secrets},
+                extra={"FCBUILD_ENVIRONMENT": job.environment, **base_env, **job.env, **job.secrets},
                 user=f"fcbuild{slot.uid}" if slot.isolated else "",
                 signatures=signatures,
             )
-            framework = frameworks.detect(package)
-            command = job.command or build_argv(pm, package, framework)
+            command = job.command or (*build_argv(pm, package, framework), *base_args)
+            if job.base_path != "/":
+                how = " ".join(base_args) or ", ".join(f"{k}={v}" for k, v in base_env.items())
+                log.info("served under %s: %s", job.base_path, how)
             if framework is not None:
                 log.info(
                     "framework %s: %s, output %s%s",
@@ -589,7 +720,7 @@ def _run_in_slot(
                 deadline=ctx.deadline,
                 log=log,
             )
-        warnings = prefix_warnings(output, target.prefix)
+        warnings = prefix_warnings(output, job.base_path.lstrip("/") if job.base_path != "/" else target.prefix)
         for warning in warnings:
             log.warning("%s", warning)
         cdn_report = None
@@ -1190,7 +1321,9 @@ def _download_node(
         )
     except NotAvailable as e:
         have = ", ".join(i.version_text for i in installs)
-        raise with_message(e, f"{e}; no Node.js satisfies {spec!r} (from {spec_from}): this instance has {have}") from None
+        raise with_message(
+            e, f"{e}; no Node.js satisfies {spec!r} (from {spec_from}): this instance has {have}"
+        ) from None
 
 
 def bundled_npm_version(node_bin: str) -> str:

@@ -80,6 +80,9 @@ class BuildJob:
     require_index: bool = True  # deploy.require_index: an output with no index.html at its root is refused
     cdn: CdnSpec | None = None
     notify: tuple[notify.Target, ...] = ()
+    environment: str = "production"  # build.environment: production | preview (FCBUILD_ENVIRONMENT in the build)
+    base_path: str = "/"  # build.base_path: the URL path the site is served under
+    report: Report | None = None  # the commit to tell how the build went (a webhook's build)
     event: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # the request as sent
 
     def secret_values(self) -> tuple[str, ...]:
@@ -90,6 +93,45 @@ class BuildJob:
         if isinstance(self.source, GitSource) and self.source.token:
             found.append(self.source.token)
         return tuple(found)
+
+
+@dataclass(frozen=True)
+class Report:
+    """`{"repo": "<FCBUILD_REPOS id>", "sha": "...", "pr"?: 12, "url"?: "https://..."}`."""
+
+    repo: str
+    sha: str
+    pr: int = 0
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class SiteRequest:
+    """`{"remove": {"target", "repo"?}}` (a preview's folder) or `{"prune": {"older_than_days"}}`."""
+
+    action: str  # remove | prune
+    target: OssLocation | None = None
+    older_than_days: float = 0.0
+
+
+def is_site_request(event: Mapping[str, Any]) -> bool:
+    return "remove" in event or "prune" in event
+
+
+def parse_site_request(event: Mapping[str, Any]) -> SiteRequest:
+    _no_nul(event)
+    if len(event) != 1:
+        raise InvalidRequest("body: a remove or prune request has that one field and nothing else")
+    if "prune" in event:
+        body = _object(event["prune"], "prune")
+        _only(body, "prune.", {"older_than_days"})
+        days = _require(body, "older_than_days", "prune.")
+        if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= 3650:
+            raise InvalidRequest("prune.older_than_days: a number of days, above 0")
+        return SiteRequest("prune", older_than_days=float(days))
+    body = _object(event["remove"], "remove")
+    _only(body, "remove.", {"target", "repo"})
+    return SiteRequest("remove", _location(_require(body, "target", "remove."), "remove.target", want_object=False))
 
 
 @dataclass(frozen=True)
@@ -126,7 +168,7 @@ def parse_release_request(event: Mapping[str, Any]) -> ReleaseRequest:
 
 def parse_job(event: Mapping[str, Any]) -> BuildJob:
     """Validate a decoded invoke body into a BuildJob, or raise InvalidRequest naming the field."""
-    _only(event, "", {"source", "target", "build", "deploy", "cdn", "notify"})
+    _only(event, "", {"source", "target", "build", "deploy", "cdn", "notify", "environments", "report"})
     _no_nul(event)
     raw_source = _require(event, "source")
     if isinstance(raw_source, dict) and "git" in raw_source:
@@ -153,9 +195,25 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
             "node_version",
             "timeout_s",
             "registry",
+            "environment",
+            "base_path",
         },
     )
-    env, secrets = _env_and_secrets(build.get("env", {}), build.get("secrets", {}))
+    environment = build.get("environment", "production")
+    if environment not in ("production", "preview"):
+        raise InvalidRequest("build.environment: production or preview")
+    env_value = build.get("env", {})
+    environments = _object(event.get("environments", {}), "environments")
+    _only(environments, "environments.", {"production", "preview"})
+    if environment in environments:
+        chosen = _object(environments[environment], f"environments.{environment}")
+        _only(chosen, f"environments.{environment}.", {"env"})
+        # The environment's own settings over the build's: a preview's API URL, say.
+        env_value = {
+            **_object(env_value, "build.env"),
+            **_object(chosen.get("env", {}), f"environments.{environment}.env"),
+        }
+    env, secrets = _env_and_secrets(env_value, build.get("secrets", {}))
     deploy = _object(event.get("deploy", {}), "deploy")
     _only(deploy, "deploy.", {"cache_control", "keep_releases", "require_index"})
     require_index = deploy.get("require_index", True)
@@ -179,8 +237,37 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
         require_index=require_index,
         cdn=_cdn(event.get("cdn"), "cdn"),
         notify=_notify(event.get("notify", []), "notify"),
+        environment=environment,
+        base_path=_base_path(build.get("base_path", "/")),
+        report=_report(event.get("report")),
         event=dict(event),
     )
+
+
+def _base_path(value: Any) -> str:
+    text = _string(value, "build.base_path")
+    if not text.startswith("/") or "//" in text or any(part in (".", "..") for part in text.split("/")):
+        raise InvalidRequest("build.base_path: a URL path from the domain's root, e.g. /pr-12/")
+    if len(text) > 200 or not re.fullmatch(r"[A-Za-z0-9._~/-]+", text):
+        raise InvalidRequest("build.base_path: letters, digits, '.', '_', '~', '-' and '/' only, at most 200")
+    return text if text.endswith("/") else text + "/"
+
+
+def _report(value: Any) -> Report | None:
+    if value is None:
+        return None
+    body = _object(value, "report")
+    _only(body, "report.", {"repo", "sha", "pr", "url"})
+    sha = _string(body.get("sha", ""), "report.sha")
+    if sha and not re.fullmatch(r"[0-9a-f]{7,64}", sha):
+        raise InvalidRequest("report.sha: a commit's hex id")
+    pr = body.get("pr", 0)
+    if isinstance(pr, bool) or not isinstance(pr, int) or pr < 0:
+        raise InvalidRequest("report.pr: a pull request's number")
+    url = _string(body.get("url", ""), "report.url")
+    if url and not url.startswith(("https://", "http://")):
+        raise InvalidRequest("report.url: an http(s) URL")
+    return Report(_string(_require(body, "repo", "report."), "report.repo"), sha, pr, _one_line(url, "report.url"))
 
 
 def _notify(value: Any, where: str) -> tuple[notify.Target, ...]:

@@ -781,3 +781,69 @@ def rollback(
         "files": {"putBack": len(order), "unchanged": len(wanted) - len(order)},
         "durationSeconds": round(time.monotonic() - started, 3),
     }
+
+
+# --- removing a site ----------------------------------------------------------------------------
+
+
+def remove_site(
+    storage: oss_io.OssClient,
+    target: Target,
+    *,
+    claim: Claim,
+    deadline: float,
+    log: Any,
+    lease_ttl_s: float = LEASE_TTL_S,
+) -> dict[str, Any]:
+    """Delete every object of the site at `target` (its `.fcbuild/` included), under the lease and
+    newer-wins like a deploy: a deploy that started after the removal was asked for keeps its site.
+    Only keys under the target's own folder are deleted (`pr-1/` never reaches `pr-12/`), and a site
+    deployed in a folder under it (with its own `.fcbuild/`) is left as it is."""
+    if not target.prefix.endswith("/"):
+        raise InvalidRequest(f"remove.target: oss://{target.bucket}/{target.prefix} is not a folder")
+    started = time.monotonic()
+    where = f"oss://{target.bucket}/{target.prefix}"
+    lease = Lease(storage, target.bucket, target.prefix, claim, log, lease_ttl_s)
+    lease.acquire(deadline, lambda holder: _supersede_by_holder(holder, claim, target))
+    lease_folder = lease.folder
+    try:
+        _supersede_check(read_manifest(storage, target), claim, target)
+        everything = [o.key for o in storage.list_objects(target.bucket, target.prefix)]
+        inside = {k[len(target.prefix) :]: "" for k in everything if k.startswith(target.prefix)}
+        nested = nested_sites({p: e for p, e in inside.items() if not p.startswith(META_DIR)})
+        mine = _outside(nested)
+        doomed = [target.prefix + p for p in inside if mine(p) and not (target.prefix + p).startswith(lease_folder)]
+        # The site's pages go first, the manifest and records last: a removal cut short leaves a
+        # site that is still described, never records of a site that is gone.
+        doomed.sort(key=lambda k: (k.startswith(target.prefix + META_DIR), k))
+        removed = 0
+        for batch in _batches(doomed):
+            lease.check()
+            _in_time(deadline)
+            removed += storage.delete_objects(target.bucket, list(batch))
+        log.info("removed %s: %d objects%s", where, removed, f" ({len(nested)} sites under it kept)" if nested else "")
+    finally:
+        lease.release()
+    # The lease's own records last, unless a deploy took the next lease meanwhile (then it is its site).
+    leases = [o.key for o in storage.list_objects(target.bucket, lease_folder)]
+    if not any(
+        k.endswith(".json") and k[len(lease_folder) : -5].isdigit() and int(k[len(lease_folder) : -5]) > lease.number
+        for k in leases
+    ):
+        removed += storage.delete_objects(target.bucket, leases)
+    return {
+        "target": where,
+        "removed": removed,
+        **({"kept": [f"{where}{n}" for n in nested]} if nested else {}),
+        "durationSeconds": round(time.monotonic() - started, 3),
+    }
+
+
+def last_deployed(storage: oss_io.OssClient, target: Target) -> float | None:
+    """When the live release was deployed (its finishedAt), or None when nothing is recorded."""
+    doc = storage.get_json(target.bucket, manifest_key(target.prefix))
+    release = doc.get("release") if isinstance(doc, dict) else None
+    try:
+        return float(release.get("finishedAt")) if isinstance(release, dict) else None
+    except (TypeError, ValueError):
+        return None

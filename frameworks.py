@@ -22,6 +22,8 @@ class Framework:
     spa: bool  # a single-page app: missing paths should get index.html (ErrorDocument 200)
     prefix_setting: str  # what to set to serve the site under a path prefix
     other_outputs: tuple[str, ...] = ()  # where else the framework writes, in order (another layout)
+    base_arg: str = ""  # the build script's option that sets the prefix (the path is appended)
+    base_env: str = ""  # or the variable the framework reads it from
 
 
 FRAMEWORKS: tuple[Framework, ...] = (
@@ -44,6 +46,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
         False,
         "base in .vitepress/config",
         (".vitepress/dist",),  # the site at the project root (`vitepress build`)
+        base_arg="--base=",
     ),
     Framework(
         "VuePress",
@@ -64,10 +67,18 @@ FRAMEWORKS: tuple[Framework, ...] = (
     Framework("SvelteKit (static)", ("@sveltejs/adapter-static",), ("build",), "build", False, "kit.paths.base"),
     Framework("Umi", ("umi", "@umijs/max"), ("build",), "dist", True, "base and publicPath"),
     # Angular 17 and later: dist/<project>/browser/index.html, beside 3rdpartylicenses.txt (see toolchain).
-    Framework("Angular", ("@angular/core",), ("build",), "dist", True, "--base-href"),
-    Framework("Create React App", ("react-scripts",), ("build",), "build", True, "PUBLIC_URL or homepage"),
+    Framework("Angular", ("@angular/core",), ("build",), "dist", True, "--base-href", base_arg="--base-href="),
+    Framework(
+        "Create React App",
+        ("react-scripts",),
+        ("build",),
+        "build",
+        True,
+        "PUBLIC_URL or homepage",
+        base_env="PUBLIC_URL",
+    ),
     Framework("Vue CLI", ("@vue/cli-service",), ("build", "build:prod"), "dist", True, "publicPath in vue.config.js"),
-    Framework("Vite", ("vite",), ("build",), "dist", True, "base in vite.config"),
+    Framework("Vite", ("vite",), ("build",), "dist", True, "base in vite.config", base_arg="--base="),
 )
 
 
@@ -79,6 +90,20 @@ def detect(package: Mapping[str, object]) -> Framework | None:
         if isinstance(value, dict):
             deps.update(value)
     return next((f for f in FRAMEWORKS if deps.intersection(f.packages)), None)
+
+
+def base_path_setting(framework: Framework | None, base: str, via_npm: bool) -> tuple[tuple[str, ...], dict[str, str]]:
+    """What serves a build under the URL path `base`: arguments for the build script (after `--` for
+    npm, which would take them as its own) and variables. Every build gets FCBUILD_BASE_PATH, for a
+    config that reads it (`base: process.env.FCBUILD_BASE_PATH`)."""
+    env = {"FCBUILD_BASE_PATH": base}
+    if base == "/" or framework is None:
+        return (), env
+    if framework.base_env:
+        env[framework.base_env] = base.rstrip("/") or "/"
+    if framework.base_arg:
+        return ((*(("--",) if via_npm else ()), framework.base_arg + base)), env
+    return (), env
 
 
 def build_script(framework: Framework | None, package: Mapping[str, object]) -> str:

@@ -161,7 +161,8 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 @functools.lru_cache(maxsize=1)
-def _opener() -> urllib.request.OpenerDirector:
+def opener() -> urllib.request.OpenerDirector:
+    """HTTP(S) with certifi's trust that follows no redirect."""
     return urllib.request.build_opener(_NoRedirect(), urllib.request.HTTPSHandler(context=tls()))
 
 
@@ -221,7 +222,7 @@ class Notifier:
                 break
             try:
                 req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-                with _opener().open(req, timeout=TIMEOUT_S) as resp:
+                with opener().open(req, timeout=TIMEOUT_S) as resp:
                     why = _accepted(target.kind, resp.status, resp.read(65536))
             except urllib.error.HTTPError as exc:
                 why = f"HTTP {exc.code}" + (" (a redirect, not followed)" if 300 <= exc.code < 400 else "")

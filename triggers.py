@@ -22,7 +22,7 @@ from urllib.parse import unquote
 from errors import AccessDenied, InvalidRequest
 
 CONFIG_FILE = "fcbuild.json"
-CONFIG_FIELDS = ("target", "build", "deploy", "cdn", "notify")
+CONFIG_FIELDS = ("target", "build", "deploy", "cdn", "notify", "environments")
 ARCHIVES = (".tar.gz", ".tgz", ".zip")
 MAX_CONFIG_BYTES = 64 * 1024
 
