@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import peer
 import sandbox
@@ -45,6 +45,8 @@ HDR_CONTROL_PATH = "x-fc-control-path"
 # FC marks a request that came through an HTTP trigger or a custom domain with this control path;
 # a client cannot send x-fc-* headers itself (FC refuses them with 400 InvalidArgument).
 CONTROL_PATH_HTTP = "/http-invoke"
+HDR_BASE_PATH = "x-fc-base-path"
+HOOKS_PREFIX = "/hooks/"  # webhooks: the only paths a request through an HTTP trigger reaches
 MAX_SYNC_BODY = 32 * 1024 * 1024  # FC's synchronous invocation payload limit
 MAX_DRAIN = 4 * MAX_SYNC_BODY  # read and discard up to this much of a refused body to keep the connection usable
 MAX_JSON_DEPTH = 32  # a build request is 4 levels deep; anything far deeper is not one
@@ -233,6 +235,10 @@ def parse_event(body: bytes) -> dict[str, Any]:
     return event
 
 
+class BodyTooLarge(InvalidRequest):
+    """A body over the route's limit (FC's 32 MB for an invocation, FCBUILD_HOOK_MAX_KB for a webhook)."""
+
+
 class _JsonLimit(ValueError):
     pass
 
@@ -368,6 +374,7 @@ class FcServer(ThreadingHTTPServer):
         self.environ = environ  # the context's fallback: FC 3.0 passes the credentials only here
         self.known_secrets = known_secrets or KnownSecrets()
         self.known_secrets.add(environ.get(name, "") for name in (*CREDENTIAL_VARS, "FCBUILD_GIT_TOKEN"))
+        self.known_secrets.add(config.pipeline.hook_secret_values())
         self.children = ChildProcesses()
         self._state = threading.Condition()
         self._active_requests = 0
@@ -569,6 +576,11 @@ class FcServer(ThreadingHTTPServer):
         self._first_answer.wait(WARM_UP_WAIT_S)
         try:
             self.pipeline()
+            if self.config.pipeline.repos:  # webhooks configured: their SDK too (~0.3 s of imports)
+                import fc_api
+                import push_deploy  # noqa: F401
+
+                fc_api.warm_up()
         except Exception:
             logger.exception("warm-up import failed; the first invocation will report it")
 
@@ -583,6 +595,14 @@ class FcServer(ThreadingHTTPServer):
             log.info("workspace root %s ready", root)
             self._initialized = True
         return {"initialized": True, "already": False}
+
+    def hook(self, ctx: FcContext, route: list[str], headers: Any, body: bytes, log: RequestLog) -> tuple[int, Any]:
+        if self._stop_reason:
+            return 503, {"error": "ShuttingDown", "message": "this instance is stopping; the provider will retry"}
+        self.pipeline()  # oss2, for the delivery's record
+        import push_deploy
+
+        return push_deploy.handle(ctx, route, headers, body, self.config.pipeline, log)
 
     def invoke(self, ctx: FcContext, event: dict[str, Any], log: RequestLog) -> dict[str, Any]:
         if self._stop_reason:
@@ -629,6 +649,25 @@ class FcRequestHandler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         path = urlsplit(self.path).path
         control = self.headers.get(HDR_CONTROL_PATH, "")
+        base = self.headers.get(HDR_BASE_PATH, "").rstrip("/")
+        if base and path.startswith(base + "/"):
+            path = path[len(base) :]  # an FC 2.0 HTTP function without a custom domain
+        if path.startswith(HOOKS_PREFIX):  # public: the provider's own signature decides
+            if method != "POST":
+                self._discard_body()
+                self.send_json(
+                    405,
+                    {"error": "MethodNotAllowed", "message": "webhooks take POST"},
+                    [("Allow", "POST")],
+                    fc_status=False,
+                )
+                return
+            self.server.track(+1)
+            try:
+                self.handle_hook(path[len(HOOKS_PREFIX) :])
+            finally:
+                self.server.track(-1)
+            return
         if control == CONTROL_PATH_HTTP:
             # Through an HTTP trigger: the public internet. It reaches the public routes only.
             if path not in PUBLIC_ROUTES:
@@ -672,6 +711,31 @@ class FcRequestHandler(BaseHTTPRequestHandler):
             self.server.track(-1, invocation=True)
         log.marker("FC Invoke End")
         self.send_json(status, payload)
+
+    def handle_hook(self, rest: str) -> None:
+        ctx = self._context()
+        log = RequestLog(logger, ctx.request_id, ctx.secrets())
+        route = [unquote(part) for part in rest.split("/") if part]
+        limit = self.server.config.pipeline.hook_max_bytes
+        try:
+            body = self._read_body(limit)
+        except InvalidRequest as exc:
+            too_large = isinstance(exc, BodyTooLarge)
+            log.warning("webhook refused: %s", exc)
+            error = {"error": "TooLarge" if too_large else "BadRequest", "message": str(exc)}
+            self.send_json(413 if too_large else 400, error, fc_status=False)
+            return
+        what = "build" if route[:1] == ["build"] else "/".join(route)  # a deploy hook's id is its secret
+        log.info("webhook %s (%d bytes)", what, len(body))
+        try:
+            status, payload = self.server.hook(ctx, route, self.headers, body, log)
+        except Exception:
+            log.exception("webhook %s failed", what)
+            status, payload = (
+                500,
+                {"error": "Internal", "message": "the webhook could not be handled; see the function's log"},
+            )
+        self.send_json(status, payload, fc_status=False)
 
     def handle_initialize(self) -> None:
         ctx = self._context()
@@ -723,20 +787,20 @@ class FcRequestHandler(BaseHTTPRequestHandler):
             log.exception("unexpected failure, answered as Internal")
         return status, payload
 
-    def _read_body(self) -> bytes:
+    def _read_body(self, limit: int = MAX_SYNC_BODY) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
+            return self._read_chunked(limit)
         raw = self.headers.get("Content-Length") or "0"
         if not raw.isdigit():
             self.close_connection = True
             raise InvalidRequest(f"body: bad Content-Length {raw!r}")
         length = int(raw)
-        if length > MAX_SYNC_BODY:
+        if length > limit:
             self._drain(length)
-            raise InvalidRequest(f"body: {length} bytes is over FC's synchronous limit of {MAX_SYNC_BODY} bytes")
+            raise BodyTooLarge(f"body: {length} bytes is over the limit of {limit} bytes")
         return self.rfile.read(length)
 
-    def _read_chunked(self) -> bytes:
+    def _read_chunked(self, limit: int = MAX_SYNC_BODY) -> bytes:
         parts: list[bytes] = []
         total = 0
         while True:
@@ -751,9 +815,9 @@ class FcRequestHandler(BaseHTTPRequestHandler):
                     pass
                 return b"".join(parts)
             total += size
-            if total > MAX_SYNC_BODY:
+            if total > limit:
                 self.close_connection = True
-                raise InvalidRequest(f"body: over FC's synchronous limit of {MAX_SYNC_BODY} bytes")
+                raise BodyTooLarge(f"body: over the limit of {limit} bytes")
             parts.append(self.rfile.read(size))
             self.rfile.readline(1024)
 

@@ -79,6 +79,11 @@ class PipelineSettings:
     git_hosts: tuple[str, ...] = ()  # FCBUILD_GIT_HOSTS: the hosts FCBUILD_GIT_TOKEN may be sent to
     # FCBUILD_ALLOW_PRIVATE_NETS: non-public networks that requester-chosen URLs may reach anyway
     allow_private_nets: tuple[Any, ...] = ()
+    repos: tuple[Any, ...] = ()  # FCBUILD_REPOS: the repositories webhooks may build (hooks.Repo)
+    fc_endpoint: str = ""  # FCBUILD_FC_ENDPOINT: FC's API for the self-invocation ("": the internal one)
+    hook_max_bytes: int = 5 * 1024 * 1024  # FCBUILD_HOOK_MAX_KB: a webhook delivery's largest body
+    # Webhook secrets and status tokens: provider or variable name -> value (FCBUILD_GITHUB_SECRET, ...).
+    hook_secrets: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     # The environment as it was before the program started: the base of every child's
     # environment (filtered by CHILD_ENV_ALLOWLIST) and the source of the original PATH.
     launch_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
@@ -125,8 +130,15 @@ class PipelineSettings:
             queue_wait_s=_positive(get, "FCBUILD_QUEUE_WAIT_S", 120, minimum=0),
             build_uids=_uid_range(get("FCBUILD_BUILD_UIDS", ""), _positive(get, "FCBUILD_MAX_BUILDS", 1)),
             build_uids_given=bool(get("FCBUILD_BUILD_UIDS", "")),
+            repos=_repos(get("FCBUILD_REPOS", "")),
+            fc_endpoint=get("FCBUILD_FC_ENDPOINT", "").rstrip("/"),
+            hook_max_bytes=_positive(get, "FCBUILD_HOOK_MAX_KB", 5120) * 1024,
+            hook_secrets=MappingProxyType(_hook_secrets(environ)),
             launch_env=MappingProxyType(launch_environment(environ, frozen=frozen)),
         )
+
+    def hook_secret_values(self) -> tuple[str, ...]:
+        return tuple(v for v in self.hook_secrets.values() if v)
 
 
 def library_path(launch_env: Mapping[str, str]) -> dict[str, str]:
@@ -159,6 +171,30 @@ def launch_environment(environ: Mapping[str, str], *, frozen: bool) -> dict[str,
         else:
             env["LD_LIBRARY_PATH"] = original
     return env
+
+
+def _repos(raw: str) -> tuple[Any, ...]:
+    import hooks  # stdlib only, and only when webhooks are configured
+
+    return hooks.parse_repos(raw) if raw.strip() else ()
+
+
+def _hook_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """Every webhook secret, status token and deploy hook id the function's environment holds: the
+    providers' variables and those FCBUILD_REPOS names (`secret_env`, `deploy_hooks[].id_env`)."""
+    names = {
+        "FCBUILD_GITHUB_SECRET",
+        "FCBUILD_GITLAB_TOKEN",
+        "FCBUILD_GITEE_SECRET",
+        "FCBUILD_CODEUP_TOKEN",
+        "FCBUILD_GITHUB_STATUS_TOKEN",
+        "FCBUILD_GITLAB_STATUS_TOKEN",
+        "FCBUILD_GITEE_STATUS_TOKEN",
+        "FCBUILD_CODEUP_STATUS_TOKEN",
+    }
+    for repo in _repos(environ.get("FCBUILD_REPOS", "")):
+        names.update(n for n in (repo.secret_var, *(v for v, _ in repo.deploy_hooks)) if n)
+    return {n: environ[n] for n in sorted(names) if environ.get(n)}
 
 
 def _allowed_targets(raw: str) -> tuple[str, ...]:
