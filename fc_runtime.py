@@ -576,11 +576,8 @@ class FcServer(ThreadingHTTPServer):
         self._first_answer.wait(WARM_UP_WAIT_S)
         try:
             self.pipeline()
-            if self.config.pipeline.repos:  # webhooks configured: their SDK too (~0.3 s of imports)
-                import fc_api
+            if self.config.pipeline.repos:  # webhooks configured
                 import push_deploy  # noqa: F401
-
-                fc_api.warm_up()
         except Exception:
             logger.exception("warm-up import failed; the first invocation will report it")
 

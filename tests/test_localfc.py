@@ -138,3 +138,31 @@ def test_a_replayed_nonce_a_changed_body_and_an_old_date_are_refused(fc):
     old = {**headers, "x-acs-date": "2020-01-01T00:00:00Z", "x-acs-signature-nonce": "fresh-nonce-4"}
     assert replay(standin, old, body, path)[1]["Code"] == "InvalidTimeStamp.Expired"
     assert len(runtime.calls) <= 1  # only the first, genuine invocation
+
+
+def test_the_runtimes_own_signed_invocation_is_accepted_and_a_wrong_secret_is_not(fc):
+    import fc_api
+    from context import Credentials, FcContext
+
+    standin, runtime = fc
+    where = f"http://127.0.0.1:{standin.server_address[1]}"
+    creds = Credentials(STS.access_key_id, STS.access_key_secret, STS.security_token)
+    ctx = FcContext(request_id="r-1", function_name="fcbuild", qualifier="LATEST", credentials=creds)
+    request_id = fc_api.invoke_async(ctx, b'{"from": "fcbuild"}', where)
+    assert request_id.startswith("1-")
+    deadline = time.monotonic() + 10
+    while not runtime.calls and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runtime.calls[0][2] == b'{"from": "fcbuild"}'
+    bad = FcContext(
+        request_id="r-2",
+        function_name="fcbuild",
+        credentials=Credentials(STS.access_key_id, "wrong", STS.security_token),
+    )
+    with pytest.raises(fc_api.InvokeFailed) as refused:
+        fc_api.invoke_async(bad, b"{}", where)
+    assert "SignatureDoesNotMatch" in str(refused.value) and "wrong" not in str(refused.value)
+    missing = FcContext(request_id="r-3", function_name="no-such-function", credentials=creds)
+    with pytest.raises(fc_api.InvokeFailed) as not_found:
+        fc_api.invoke_async(missing, b"{}", where)
+    assert "FunctionNotFound" in str(not_found.value)
