@@ -170,7 +170,7 @@ class World:
             for record in self.invocations():
                 if record["requestId"] == request_id and record["state"] != "Running":
                     return record
-            time.sleep(0.2)
+            time.sleep(0.01)
         raise AssertionError(f"invocation {request_id} did not end")
 
     def queued(self, resp) -> dict:
