@@ -38,7 +38,7 @@ test-source: $(STAMP)
 test-binary: $(STAMP) dist/bootstrap
 	FC_RUNTIME_BIN=dist/bootstrap $(BIN)/python -m pytest -q tests/frozen \
 		tests/test_e2e_runtime.py tests/test_e2e_build.py tests/test_e2e_releases.py tests/test_e2e_cache.py \
-		tests/test_e2e_cdn.py tests/test_e2e_corepack.py tests/test_e2e_vite.py tests/test_e2e_isolation.py tests/test_e2e_outcomes.py tests/test_e2e_workspaces.py tests/test_e2e_frameworks.py tests/test_e2e_triggers.py tests/test_e2e_git.py tests/test_e2e_projects.py tests/test_e2e_hooks.py \
+		tests/test_e2e_cdn.py tests/test_e2e_corepack.py tests/test_e2e_vite.py tests/test_e2e_isolation.py tests/test_e2e_outcomes.py tests/test_e2e_workspaces.py tests/test_e2e_frameworks.py tests/test_e2e_triggers.py tests/test_e2e_git.py tests/test_e2e_projects.py tests/test_e2e_hooks.py tests/test_cli.py \
 		tests/test_fuzz_invoke.py
 
 bootstrap: dist/bootstrap

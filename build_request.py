@@ -23,6 +23,7 @@ TARGET_PREFIX_ROOM = 200
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
+CLI_DEPLOY_KEYS = ("function", "region", "account_id", "source", "previews", "url")
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,8 @@ def parse_job(event: Mapping[str, Any]) -> BuildJob:
         }
     env, secrets = _env_and_secrets(env_value, build.get("secrets", {}))
     deploy = _object(event.get("deploy", {}), "deploy")
-    _only(deploy, "deploy.", {"cache_control", "keep_releases", "require_index"})
+    # The `fcbuild` command's own settings live in fcbuild.json's deploy section too; the function ignores them.
+    _only(deploy, "deploy.", {"cache_control", "keep_releases", "require_index", *CLI_DEPLOY_KEYS})
     require_index = deploy.get("require_index", True)
     if not isinstance(require_index, bool):
         raise InvalidRequest("deploy.require_index: expected true or false")

@@ -74,10 +74,14 @@ def main() -> int:
             assert resp.status == 202, resp.body
         world.fc.runtime = runtime
         sink.shutdown()
-        print(f"webhook to 202: p50 {pct(times, 0.5) * 1000:.1f} ms, p99 {pct(times, 0.99) * 1000:.1f} ms ({len(times)})")
+        print(
+            f"webhook to 202: p50 {pct(times, 0.5) * 1000:.1f} ms, p99 {pct(times, 0.99) * 1000:.1f} ms ({len(times)})"
+        )
 
         repo = world_repo(world)
-        request = hooks.build_request(repo, hooks.plan(repo, hooks.Event("push", world.web_url, "main", sha=world.main_sha)))
+        request = hooks.build_request(
+            repo, hooks.plan(repo, hooks.Event("push", world.web_url, "main", sha=world.main_sha))
+        )
         hook_s, direct_s = [], []
         for _ in range(args.builds):
             started = time.perf_counter()

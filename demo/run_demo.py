@@ -1,33 +1,31 @@
 """`make demo`: fcbuild's whole job on this machine, as FC would drive it.
 
 1. starts the local OSS-compatible server on disk (demo/.state/oss, kept between runs);
-2. uploads the sample Vite app (demo/site, with its lockfile) as a .tar.gz source;
-3. starts fcbuild (`python fc_runtime.py`, or the binary in FC_RUNTIME_BIN) as FC would,
-   with the function's credentials in the environment;
-4. sends /initialize and /invoke with FC's headers, prints the result;
-5. stops fcbuild through /pre-stop and the OSS server, and says how to browse the site.
+2. starts fcbuild (`python fc_runtime.py`, or the binary in FC_RUNTIME_BIN) as FC would,
+   with the function's credentials in the environment, and sends /initialize;
+3. runs `fcbuild deploy demo/site ...` (the command a user types) against a local stand-in for FC's
+   API: it packs the sample Vite app, uploads it, and FC's stand-in invokes the runtime; prints the result;
+4. stops fcbuild through /pre-stop and the OSS server, and says how to browse the site.
 
-A second run finds the previous deploy's manifest and uploads nothing.
+A second run finds the archive already uploaded and the previous deploy's manifest, and uploads nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+import localfc  # noqa: E402
 from localoss import Account, LocalOss  # noqa: E402
 
 STATE = os.path.join(HERE, ".state")
@@ -38,21 +36,6 @@ SERVE_PORT = 9100
 # Outside the repository (a build's git hooks must find no repository above it) and reachable by
 # the build users; the same for every run, so that a second run finds its caches.
 WORKSPACE_ROOT = os.path.join(tempfile.gettempdir(), "fcbuild-demo-" + hashlib.sha256(ROOT.encode()).hexdigest()[:12])
-
-
-def pack(folder: str) -> bytes:
-    """The project as a GitHub-style archive; the same bytes for the same files."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
-        for base, dirs, files in os.walk(folder):
-            dirs[:] = sorted(d for d in dirs if d not in ("node_modules", "dist"))
-            for name in sorted(files):
-                full = os.path.join(base, name)
-                info = tar.gettarinfo(full, arcname="fcbuild-demo-site/" + os.path.relpath(full, folder))
-                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-                with open(full, "rb") as f:
-                    tar.addfile(info, f)
-    return buf.getvalue()
 
 
 def call(
@@ -87,10 +70,6 @@ def start_fcbuild(env: dict[str, str], log_path: str) -> tuple[subprocess.Popen,
 def main() -> int:
     os.makedirs(STATE, exist_ok=True)
     with LocalOss(os.path.join(STATE, "oss"), buckets=["src", "site"], accounts=[ACCOUNT], region=REGION) as oss:
-        archive = pack(SITE)
-        _upload(oss.endpoint, "src", "demo/site.tar.gz", archive)
-        print(f"== uploaded the sample Vite app as oss://src/demo/site.tar.gz ({len(archive)} bytes)")
-
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "FCBUILD_"))}
         env.update(
             {
@@ -116,18 +95,45 @@ def main() -> int:
         try:
             status, body = call(port, "POST", "/initialize", headers={**fc_headers, "x-fc-request-id": "demo-init"})
             print(f"== POST /initialize -> {status} {json.dumps(body)}")
-            request = {
-                "source": "oss://src/demo/site.tar.gz",
-                "target": {"bucket": "site", "prefix": "demo/"},
-                "build": {"env": {"VITE_BUILD_LABEL": "fcbuild demo"}},
-            }
-            rid = f"demo-{uuid.uuid4().hex[:8]}"
-            print(f"== POST /invoke {json.dumps(request)}")
-            started = time.monotonic()
-            status, result = call(
-                port, "POST", "/invoke", json.dumps(request).encode(), {**fc_headers, "x-fc-request-id": rid}
+            # What a user types: the fcbuild command, here against a local stand-in for FC's API that
+            # checks its signature and then calls /invoke as FC would.
+            fc = localfc.serve(
+                address=("127.0.0.1", 0),
+                access_key_id=ACCOUNT.access_key_id,
+                access_key_secret=ACCOUNT.access_key_secret,
+                security_token=ACCOUNT.security_token,
+                runtime=f"127.0.0.1:{port}",
+                functions=("fcbuild-demo",),
             )
-            print(f"== {status} after {time.monotonic() - started:.1f}s:")
+            argv = ["deploy", SITE, "--target", "oss://site/demo/", "--source", "oss://src/demo/"]
+            argv += [
+                "--function",
+                "fcbuild-demo",
+                "--region",
+                REGION,
+                "--env",
+                "VITE_BUILD_LABEL=fcbuild demo",
+                "--json",
+            ]
+            shown = [os.path.relpath(a, ROOT) if a == SITE else a for a in argv]
+            print(f"== fcbuild {' '.join(a if ' ' not in a else repr(a) for a in shown)}")
+            cli_env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "FCBUILD_"))},
+                "PYTHONPATH": ROOT,
+                "ALIBABA_CLOUD_ACCESS_KEY_ID": ACCOUNT.access_key_id,
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": ACCOUNT.access_key_secret,
+                "ALIBABA_CLOUD_SECURITY_TOKEN": ACCOUNT.security_token,
+                "FCBUILD_OSS_ENDPOINT": oss.endpoint,
+                "FCBUILD_FC_ENDPOINT": f"http://127.0.0.1:{fc.server_address[1]}",
+            }
+            started = time.monotonic()
+            done = subprocess.run(
+                [sys.executable, "-m", "fcbuild_cli", *argv], env=cli_env, stdout=subprocess.PIPE, text=True
+            )
+            fc.shutdown()
+            status = 200 if done.returncode == 0 else done.returncode
+            result = json.loads(done.stdout) if done.stdout.strip() else {}
+            print(f"== exit {done.returncode} after {time.monotonic() - started:.1f}s:")
             print(json.dumps(result, indent=2, ensure_ascii=False))
             call(port, "GET", "/pre-stop", headers={"x-fc-request-id": "demo-stop"})
         finally:
@@ -169,13 +175,6 @@ def _compare_with_last_run(result: dict) -> None:
         print("== run make demo again: the second build restores node_modules from the dependency cache")
     with open(path, "w", encoding="utf-8") as f:
         json.dump(this, f)
-
-
-def _upload(endpoint: str, bucket: str, key: str, data: bytes) -> None:
-    import oss2
-
-    auth = oss2.StsAuth(ACCOUNT.access_key_id, ACCOUNT.access_key_secret, ACCOUNT.security_token, auth_version="v4")
-    oss2.Bucket(auth, endpoint, bucket, region=REGION).put_object(key, data)
 
 
 if __name__ == "__main__":

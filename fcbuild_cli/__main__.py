@@ -1,0 +1,5 @@
+import sys
+
+from fcbuild_cli.main import main
+
+sys.exit(main())

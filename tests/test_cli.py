@@ -1,0 +1,203 @@
+"""The `fcbuild` command as a user runs it: a subprocess against the local OSS server, the FC API
+stand-in (which checks the official SDK's signature and calls the real runtime as FC does) and the
+real runtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import oss2
+import pytest
+
+import localfc
+from fcbuild_cli import pack
+from localoss import LocalOss
+from tests.conftest import AK, REGION, ROOT, STS
+from tests.runtime_proc import start_runtime
+from tests.test_e2e_build import TINY
+
+FUNCTION = "fcbuild"
+CREDS_ENV = {
+    "ALIBABA_CLOUD_ACCESS_KEY_ID": STS.access_key_id,
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET": STS.access_key_secret,
+    "ALIBABA_CLOUD_SECURITY_TOKEN": STS.security_token,
+}
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    with LocalOss(str(base / "oss"), buckets=["src", "site"], accounts=[AK, STS], region=REGION) as oss:
+        fc = localfc.serve(
+            address=("127.0.0.1", 0),
+            access_key_id=STS.access_key_id,
+            access_key_secret=STS.access_key_secret,
+            security_token=STS.security_token,
+            runtime="",
+            functions=(FUNCTION,),
+        )
+        rt = start_runtime({"FCBUILD_OSS_ENDPOINT": oss.endpoint, **CREDS_ENV})
+        fc.runtime = f"127.0.0.1:{rt.port}"
+        yield oss, fc, rt
+        rt.kill()
+        fc.shutdown()
+
+
+def project(tmp_path, name="web", target="oss://site/cli/"):
+    folder = tmp_path / name
+    shutil.copytree(TINY, folder)
+    config = {
+        "target": target,
+        "deploy": {"function": FUNCTION, "region": REGION, "source": "oss://src/uploads/"},
+    }
+    (folder / "fcbuild.json").write_text(json.dumps(config))
+    return folder
+
+
+def fcbuild(cloud, *args, env=None, home=None, creds=True):
+    oss, fc, _ = cloud
+    full = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": ROOT,
+        "HOME": str(home or "/nonexistent-home"),
+        "FCBUILD_OSS_ENDPOINT": oss.endpoint,
+        "FCBUILD_FC_ENDPOINT": f"http://127.0.0.1:{fc.server_address[1]}",
+        **(CREDS_ENV if creds else {}),
+        **(env or {}),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "fcbuild_cli", *args], capture_output=True, text=True, env=full, timeout=600
+    )
+    for secret in (STS.access_key_secret, STS.security_token):
+        assert secret not in done.stdout and secret not in done.stderr
+    return done
+
+
+def site(oss) -> oss2.Bucket:
+    return oss2.Bucket(oss2.AuthV4(AK.access_key_id, AK.access_key_secret), oss.endpoint, "site", region=REGION)
+
+
+def test_deploy_then_again_unchanged_then_a_change_and_a_rollback_byte_for_byte(cloud, tmp_path):
+    oss, fc, _ = cloud
+    folder = project(tmp_path)
+    first = fcbuild(cloud, "deploy", str(folder))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "oss://site/cli/"
+    assert "uploaded oss://src/uploads/fcbuild-src-" in first.stderr and "deployed oss://site/cli/" in first.stderr
+    before = site(oss).get_object("cli/index.html").read()
+    invocations = len(fc.invocations)
+    again = fcbuild(cloud, "deploy", str(folder))
+    assert again.returncode == 0, again.stderr
+    assert "unchanged, not uploaded" in again.stderr and "0 files uploaded" in again.stderr
+    assert len(fc.invocations) == invocations + 1
+    (folder / "CHANGELOG.md").write_text("a change\n")
+    with open(folder / "build.js", "a", encoding="utf-8") as f:
+        f.write("\n// a change in the build\n")
+    changed = fcbuild(cloud, "deploy", str(folder), "--json")
+    assert changed.returncode == 0, changed.stderr
+    result = json.loads(changed.stdout)
+    assert result["status"] == "succeeded" and result["target"] == "oss://site/cli/"
+    assert "uploaded oss://src/uploads/" in changed.stderr
+    releases = fcbuild(cloud, "releases", "oss://site/cli/", "--config", str(folder / "fcbuild.json"))
+    assert releases.returncode == 0, releases.stderr
+    assert releases.stdout.startswith("live ") and len(releases.stdout.splitlines()) >= 2
+    back = fcbuild(cloud, "rollback", "oss://site/cli/", "--config", str(folder / "fcbuild.json"))
+    assert back.returncode == 0, back.stderr
+    assert site(oss).get_object("cli/index.html").read() == before
+
+
+def test_a_failing_build_exits_1_with_the_cause_and_the_logs_tail(cloud, tmp_path):
+    folder = project(tmp_path, "broken", target="oss://site/cli-broken/")
+    package = json.loads((folder / "package.json").read_text())
+    package["scripts"]["build"] = "echo compiling the broken page && exit 3"
+    (folder / "package.json").write_text(json.dumps(package))
+    done = fcbuild(cloud, "deploy", str(folder))
+    assert done.returncode == 1, done.stderr
+    assert "failed: BuildFailed:" in done.stderr
+    assert "compiling the broken page" in done.stderr  # from the saved log's tail
+    request_id = next(
+        line.split("request ")[1].split(":")[0] for line in done.stderr.splitlines() if "request " in line
+    )
+    status = fcbuild(
+        cloud, "status", request_id, "--target", "oss://site/cli-broken/", "--config", str(folder / "fcbuild.json")
+    )
+    assert status.returncode == 1 and status.stdout.strip() == "failed", status.stderr
+    logs = fcbuild(
+        cloud, "logs", request_id, "--target", "oss://site/cli-broken/", "--config", str(folder / "fcbuild.json")
+    )
+    assert logs.returncode == 0 and "compiling the broken page" in logs.stdout
+
+
+def test_credentials_from_an_aliyun_profile_and_one_clear_line_for_what_is_missing(cloud, tmp_path):
+    folder = project(tmp_path, "profile", target="oss://site/cli-profile/")
+    home = tmp_path / "home"
+    (home / ".aliyun").mkdir(parents=True)
+    profile = {
+        "current": "default",
+        "profiles": [
+            {
+                "name": "default",
+                "mode": "AK",
+                "access_key_id": "wrong",
+                "access_key_secret": "wrong",
+                "region_id": REGION,
+            },
+            {
+                "name": "ci",
+                "mode": "StsToken",
+                "access_key_id": STS.access_key_id,
+                "access_key_secret": STS.access_key_secret,
+                "sts_token": STS.security_token,
+                "region_id": REGION,
+            },
+        ],
+    }
+    (home / ".aliyun" / "config.json").write_text(json.dumps(profile))
+    done = fcbuild(cloud, "deploy", str(folder), "--profile", "ci", home=home, creds=False)
+    assert done.returncode == 0, done.stderr
+    wrong = fcbuild(cloud, "deploy", str(folder), home=home, creds=False)  # the current profile's key is refused
+    assert wrong.returncode == 2 and "oss://src" in wrong.stderr, wrong.stderr
+    none = fcbuild(
+        cloud,
+        "deploy",
+        str(folder),
+        home=tmp_path / "empty-home",
+        creds=False,
+        env={"ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true"},
+    )
+    assert none.returncode == 2 and "no Alibaba Cloud credentials" in none.stderr, none.stderr
+    (folder / "fcbuild.json").write_text(
+        json.dumps({"target": "oss://site/x/", "deploy": {"region": REGION, "source": "oss://src/u/"}})
+    )
+    missing = fcbuild(cloud, "deploy", str(folder))
+    assert missing.returncode == 2 and "no function: pass --function" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) <= 2, missing.stderr
+    usage = fcbuild(cloud, "deploy", str(folder), "--target", "s3://nope")
+    assert usage.returncode == 2
+
+
+def test_the_archive_is_the_same_bytes_for_the_same_files_and_leaves_out_what_it_should(tmp_path):
+    folder = project(tmp_path, "packed")
+    (folder / "node_modules" / "dep").mkdir(parents=True)
+    (folder / "node_modules" / "dep" / "index.js").write_text("x")
+    (folder / "dist").mkdir()
+    (folder / "dist" / "old.html").write_text("old output")
+    (folder / "notes.log").write_text("local notes")
+    (folder / ".fcbuildignore").write_text("*.log\n")
+    files = pack.project_files(str(folder), "dist")
+    assert "package.json" in files and "fcbuild.json" in files
+    assert not any(f.startswith(("node_modules/", "dist/")) or f.endswith(".log") for f in files)
+    one = pack.pack(str(folder), files)
+    os.utime(folder / "package.json", (1, 1))
+    assert pack.pack(str(folder), pack.project_files(str(folder), "dist")) == one  # times do not matter
+    # A git work tree: what git tracks and does not ignore.
+    subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
+    (folder / ".gitignore").write_text("secret.env\n")
+    (folder / "secret.env").write_text("TOKEN=x")
+    tracked = pack.project_files(str(folder), "dist")
+    assert "secret.env" not in tracked and ".gitignore" in tracked and "package.json" in tracked
+    assert not any(f.startswith(("node_modules/", ".git/")) for f in tracked)
