@@ -653,7 +653,7 @@ def _run_in_slot(
                 paths,
                 package_manager=pm.name,
                 registry=registry,
-                extra={"FCBUILD_ENVIRONMENT": job.environment, **base_env, **job.env, **job.secrets},
+                extra={"DEPLOY_ENV": job.environment, **base_env, **job.env, **job.secrets},
                 user=f"fcbuild{slot.uid}" if slot.isolated else "",
                 signatures=signatures,
             )

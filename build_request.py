@@ -81,7 +81,7 @@ class BuildJob:
     require_index: bool = True  # deploy.require_index: an output with no index.html at its root is refused
     cdn: CdnSpec | None = None
     notify: tuple[notify.Target, ...] = ()
-    environment: str = "production"  # build.environment: production | preview (FCBUILD_ENVIRONMENT in the build)
+    environment: str = "production"  # build.environment: production | preview (DEPLOY_ENV in the build)
     base_path: str = "/"  # build.base_path: the URL path the site is served under
     report: Report | None = None  # the commit to tell how the build went (a webhook's build)
     event: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # the request as sent

@@ -94,9 +94,9 @@ def detect(package: Mapping[str, object]) -> Framework | None:
 
 def base_path_setting(framework: Framework | None, base: str, via_npm: bool) -> tuple[tuple[str, ...], dict[str, str]]:
     """What serves a build under the URL path `base`: arguments for the build script (after `--` for
-    npm, which would take them as its own) and variables. Every build gets FCBUILD_BASE_PATH, for a
-    config that reads it (`base: process.env.FCBUILD_BASE_PATH`)."""
-    env = {"FCBUILD_BASE_PATH": base}
+    npm, which would take them as its own) and variables. Every build gets BASE_PATH, for a
+    config that reads it (`base: process.env.BASE_PATH`)."""
+    env = {"BASE_PATH": base}
     if base == "/" or framework is None:
         return (), env
     if framework.base_env:
