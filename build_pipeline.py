@@ -87,6 +87,7 @@ from toolchain import (
 logger = logging.getLogger(__name__)
 META_DIR = ".fcbuild/"  # under the target prefix: the manifest and build logs of this site
 RETRY_POLL_S = 2.0  # how often a retry looks at its earlier attempt's status
+LIVE_LOG_S = 2.0  # how often the build log in OSS is brought up to date while the build runs
 
 
 def build_uids(settings: PipelineSettings) -> list[int] | None:
@@ -602,6 +603,7 @@ def _run_in_slot(
         paths = _make_workspace(settings, site, instance, log)
     log.info("building in %s as %s", paths.workspace, slot.describe())
     build_log = BuildLog(os.path.join(paths.workspace, "build.log"), secrets, log, settings.log_max_bytes)
+    live_log = _LivePublisher(storage, target.bucket, log_key, build_log, log)
     cache = BuildCache(
         instance.settings,
         instance.warm_cache,
@@ -727,6 +729,7 @@ def _run_in_slot(
         if job.cdn is not None:
             with steps.step("cdn"):
                 cdn_report = _refresh_cdn(ctx, job, report.changed, settings, log)
+        live_log.stop()
         saved = _save_log(storage, target.bucket, log_key, build_log, log)
         _keep_quietly(cache, to_oss=True, log=log)
     except (FcBuildError, OSError) as exc:
@@ -734,6 +737,7 @@ def _run_in_slot(
         if failure is None:
             _keep_quietly(cache, to_oss=False, ok=False, log=log)
             raise
+        live_log.stop()
         saved = _save_log(storage, target.bucket, log_key, build_log, log)
         _keep_quietly(cache, to_oss=False, ok=False, log=log)
         raise with_message(failure, f"{failure}\n(build log: {saved})" if saved else str(failure)) from exc
@@ -741,6 +745,7 @@ def _run_in_slot(
         _keep_quietly(cache, to_oss=False, ok=False, log=log)
         raise
     finally:
+        live_log.stop()
         build_log.close()
         with isolation:
             _clean_up(paths, slot, instance, site, settings, log)
@@ -1366,6 +1371,42 @@ def find_node_installs(settings: PipelineSettings) -> list[NodeInstall]:
         if version:
             installs.append(NodeInstall(version, bin_dir, on_path=path_node))
     return installs
+
+
+class _LivePublisher:
+    """The build log in OSS while the build runs (`fcbuild logs --follow` reads it as it grows): the
+    redacted file so far, put again every LIVE_LOG_S when it grew (a second more per MB, so that a
+    large log costs no more than a small one), until the final save replaces it."""
+
+    def __init__(self, storage: oss_io.OssClient, bucket: str, key: str, build_log: BuildLog, log: Any) -> None:
+        self.storage, self.bucket, self.key, self.build_log, self.log = storage, bucket, key, build_log, log
+        self._stop = threading.Event()
+        self._sent = 0
+        self._thread = threading.Thread(target=self._run, name="live-log", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(LIVE_LOG_S + self._sent / (1024 * 1024)):
+            written, data = self.build_log.snapshot()
+            if written == self._sent or self._stop.is_set():
+                continue
+            try:
+                self.storage.put_bytes(
+                    self.bucket,
+                    self.key,
+                    data,
+                    content_type="text/plain; charset=utf-8",
+                    cache_control="no-cache",
+                    private=True,
+                )
+                self._sent = written
+            except Exception as exc:  # the live copy is a courtesy: the final save is what counts
+                self.log.debug("live build log not updated: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(30)
 
 
 def _save_log(storage: oss_io.OssClient, bucket: str, key: str, build_log: BuildLog, log: Any) -> str:

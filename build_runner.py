@@ -185,6 +185,21 @@ class BuildLog:
                 except OSError:
                     self.lost_lines += 1
 
+    def snapshot(self) -> tuple[int, bytes]:
+        """(bytes kept so far, the file as it is now), while the build still writes to it."""
+        with self._lock:
+            if self._file is not None and not self._file.closed:
+                try:
+                    self._file.flush()
+                except OSError:
+                    pass
+            written = self.written
+        try:
+            with open(self.path, "rb") as f:
+                return written, f.read(written)
+        except OSError:
+            return written, b""
+
     def contents(self) -> bytes:
         """What to save: the file, plus the tail from memory when lines were lost."""
         self.close()

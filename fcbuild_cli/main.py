@@ -77,9 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="a build's status object")
     status.add_argument("request_id")
     status.add_argument("--target", help="the build's target (fcbuild.json's)")
+    dev = sub.add_parser("dev", help="build DIR on this machine as FC would and serve it (no cloud account)")
+    dev.add_argument("dir", nargs="?", default=".", help="the project (default: .)")
+    dev.add_argument("--port", type=int, default=8080, help="where to serve the site (default 8080)")
+    dev.add_argument("--once", action="store_true", help="build once and exit (0 built, 1 failed)")
     logs = sub.add_parser("logs", parents=[common], help="a build's saved log")
     logs.add_argument("request_id")
     logs.add_argument("--target", help="the build's target (fcbuild.json's)")
+    logs.add_argument("--follow", "-f", action="store_true", help="print the log as it grows, until the build ends")
     return parser
 
 
@@ -300,6 +305,7 @@ class _StatusWatcher:
         self.out, self.session = out, session
         self.bucket_name, self.prefix = _split(target, "target")
         self.request_id = ""
+        self.tail: _LogTail | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.started = time.time()
@@ -330,6 +336,41 @@ class _StatusWatcher:
             if state != last:
                 last = state
                 self.out.say(f"  request {self.request_id}: {state}", "dim")
+            if self.tail is None:
+                self.tail = _LogTail(bucket, f"{self.prefix}.fcbuild/logs/{_safe(self.request_id)}.log")
+            for line in self.tail.new_lines():
+                self.out.say(f"  {line}")
+
+
+def _safe(request_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", request_id)[:80]
+
+
+class _LogTail:
+    """A build log in OSS as it grows (the function puts it again every few seconds while it builds)."""
+
+    def __init__(self, bucket: Any, key: str) -> None:
+        self.bucket, self.key, self.offset, self._partial = bucket, key, 0, b""
+
+    def new_bytes(self) -> bytes:
+        import oss2
+
+        try:
+            got = self.bucket.get_object(self.key, byte_range=(self.offset, None)).read()
+        except (oss2.exceptions.NoSuchKey, oss2.exceptions.ServerError):
+            return b""
+        except oss2.exceptions.OssError as exc:
+            if exc.status == 416:  # nothing past what was read
+                return b""
+            raise
+        self.offset += len(got)
+        return got
+
+    def new_lines(self) -> list[str]:
+        data = self._partial + self.new_bytes()
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        return [line.decode("utf-8", "replace") for line in lines]
 
 
 def _log_tail(out: Out, session: Session, message: str, lines: int = 20) -> None:
@@ -398,6 +439,9 @@ def cmd_logs(out: Out, args: argparse.Namespace) -> int:
     import oss2
 
     _, bucket, key = _meta(args, "logs")
+    if args.follow:
+        _, _, status_key = _meta(args, "status")
+        return _follow(bucket, key, status_key)
     try:
         sys.stdout.write(bucket.get_object(key).read().decode("utf-8", "replace"))
     except oss2.exceptions.NoSuchKey:
@@ -407,12 +451,40 @@ def cmd_logs(out: Out, args: argparse.Namespace) -> int:
     return 0
 
 
+def _follow(bucket: Any, log_key: str, status_key: str) -> int:
+    """Print the log as it grows until the build's status says it ended; 0 succeeded, 1 failed."""
+    import oss2
+
+    tail = _LogTail(bucket, log_key)
+    while True:
+        try:
+            status = json.loads(bucket.get_object(status_key).read()).get("status", "")
+        except (oss2.exceptions.NoSuchKey, ValueError):
+            status = ""
+        chunk = tail.new_bytes()
+        if chunk:
+            sys.stdout.write(chunk.decode("utf-8", "replace"))
+            sys.stdout.flush()
+        if status in ("succeeded", "failed"):
+            time.sleep(0.5)  # the final save follows the status by a moment
+            sys.stdout.write(tail.new_bytes().decode("utf-8", "replace"))
+            return 0 if status == "succeeded" else 1
+        time.sleep(1.0)
+
+
+def cmd_dev(out: Out, args: argparse.Namespace) -> int:
+    from fcbuild_cli import dev
+
+    return dev.run(os.path.abspath(args.dir), args.port, out, once=args.once)
+
+
 COMMANDS = {
     "deploy": cmd_deploy,
     "releases": cmd_releases,
     "rollback": cmd_rollback,
     "status": cmd_status,
     "logs": cmd_logs,
+    "dev": cmd_dev,
 }
 
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import oss2
 import pytest
@@ -201,3 +204,101 @@ def test_the_archive_is_the_same_bytes_for_the_same_files_and_leaves_out_what_it
     tracked = pack.project_files(str(folder), "dist")
     assert "secret.env" not in tracked and ".gitignore" in tracked and "package.json" in tracked
     assert not any(f.startswith(("node_modules/", ".git/")) for f in tracked)
+
+
+def test_logs_follow_shows_a_line_while_the_build_still_runs(cloud, tmp_path):
+    oss, fc, _ = cloud
+    folder = project(tmp_path, "slow", target="oss://site/cli-slow/")
+    package = json.loads((folder / "package.json").read_text())
+    package["scripts"]["build"] = "echo EARLY-LINE-OF-THE-BUILD && sleep 8 && node build.js"
+    (folder / "package.json").write_text(json.dumps(package))
+    queued = fcbuild(cloud, "deploy", str(folder), "--async")
+    assert queued.returncode == 0, queued.stderr
+    request_id = queued.stdout.strip()
+    oss_env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": ROOT,
+        "HOME": "/nonexistent-home",
+        "FCBUILD_OSS_ENDPOINT": oss.endpoint,
+        **CREDS_ENV,
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "fcbuild_cli",
+        "logs",
+        request_id,
+        "--follow",
+        "--config",
+        str(folder / "fcbuild.json"),
+    ]
+    follow = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=oss_env)
+    seen_while_running = None
+    lines = []
+    for line in follow.stdout:
+        lines.append(line)
+        if "EARLY-LINE-OF-THE-BUILD" in line and seen_while_running is None:
+            record = next(r for r in fc.invocations if r["requestId"] == request_id)
+            seen_while_running = record["state"] == "Running"
+    assert follow.wait(timeout=120) == 0, follow.stderr.read()
+    assert seen_while_running is True, lines
+    assert any("fcbuild" in line or "[build]" in line for line in lines[1:])  # the rest followed to the end
+    # deploy shows the build's output as it scrolls by, on stderr
+    package["scripts"]["build"] = "echo SHOWN-DURING-DEPLOY && sleep 4 && node build.js"
+    (folder / "package.json").write_text(json.dumps(package))
+    done = fcbuild(cloud, "deploy", str(folder))
+    assert done.returncode == 0 and "SHOWN-DURING-DEPLOY" in done.stderr, done.stderr
+
+
+def test_dev_builds_and_serves_a_project_that_chromium_renders_deep_links_included(tmp_path):
+    from tests.browser import CHROMIUM, open_page
+    from tests.test_e2e_vite import SITE
+
+    assert CHROMIUM, "the served site is checked in headless Chromium: apt-get install chromium"
+    folder = tmp_path / "vite-site"
+    shutil.copytree(SITE, folder, ignore=shutil.ignore_patterns("node_modules", "dist"))
+    # Deep links of a single-page app need asset URLs from the root: the sample's relative base ("./",
+    # to work under any prefix) would send /some/deep/link's page to /some/deep/assets/.
+    config = folder / "vite.config.js"
+    config.write_text(config.read_text().replace('base: "./"', 'base: "/"'))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": ROOT, "HOME": str(tmp_path)}
+    argv = [sys.executable, "-m", "fcbuild_cli", "dev", str(folder), "--port", str(port)]
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        said = _until(proc, "serving at")
+        assert f"http://127.0.0.1:{port}/" in said, said
+        page = open_page(f"http://127.0.0.1:{port}/", str(tmp_path / "dev.png"))
+        assert "Hello from Function Compute" in page.text, page.text
+        assert not page.console_errors and not [f for f in page.failed if "favicon.ico" not in f], (
+            page.console_errors,
+            page.failed,
+        )
+        deep = open_page(f"http://127.0.0.1:{port}/some/deep/link")  # a single-page app's route
+        assert "Hello from Function Compute" in deep.text, deep.text
+        main_js = folder / "src" / "main.js"
+        main_js.write_text(main_js.read_text().replace("Hello from Function Compute", "Hello again, rebuilt"))
+        proc.stdin.write("\n")  # Enter rebuilds
+        proc.stdin.flush()
+        _until(proc, "serving at")
+        assert "Hello again, rebuilt" in open_page(f"http://127.0.0.1:{port}/").text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+
+
+def _until(proc, text: str, timeout: float = 300) -> str:
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    raise AssertionError("".join(seen))
