@@ -224,6 +224,7 @@ def cmd_deploy(out: Out, args: argparse.Namespace) -> int:
     code = _answer(out, args, result)
     if code:
         _log_tail(out, session, str(result.get("errorMessage", "")))
+        out.say(f"request {request_id}: fcbuild logs {request_id} --target {target}", "dim")
         return code
     files_doc = result.get("files") or {}
     out.say(
