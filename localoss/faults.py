@@ -24,8 +24,9 @@ class FaultRule:
     """One exact fault. The requests it matches: `method` ("*" for any), `key` (a glob on the object
     key), `operation` (an operation name such as put_object; "" for any). It lets the first `skip`
     matches through, then acts on the next `count` (None: on every later one): a delay of `delay_s`,
-    then either an OSS error with HTTP `status`, or the connection reset after `reset_after` bytes
-    of the response body (0: before any byte of it, with half the request body read).
+    then either an OSS error with HTTP `status`, or the connection cut after `reset_after` bytes
+    of the response body (closed: every byte sent arrives, then the body ends short), or with 0 reset
+    (a TCP RST) before any byte of it, with half the request body read.
 
     As a CLI flag: `METHOD KEYGLOB [op=NAME] [skip=N] [count=N|all] [delay=S] [status=N] [reset-after=N]`,
     e.g. `--fault "PUT */index.html count=all status=503"` or `--fault "* * skip=34 count=1 reset-after=0"`.

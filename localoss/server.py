@@ -168,11 +168,14 @@ class OssHandler(ObjectOps, MultipartOps, BucketOps, WebsiteOps, BaseHTTPRequest
             self._reset()
 
     def _reset(self) -> None:
-        """Read part of the body (if any), then drop the connection with a TCP RST."""
+        """Read part of the body (if any), then drop the connection with a TCP RST. A response cut after
+        some of its body (reset_after > 0) ends with a FIN instead: a RST makes the client's kernel
+        discard what it received but its reader had not read yet, so the bytes sent would not all arrive."""
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(max(1, length // 2))
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if not self.reset_after:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
