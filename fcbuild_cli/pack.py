@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import queue
 import stat
 import struct
 import subprocess
+import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import pathspec
 
@@ -93,36 +95,55 @@ def pack(root: str, files: Iterable[str], top: str = "project") -> bytes:
     out = io.BytesIO()
     out.write(_GZIP_HEADER)
     deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
-    crc, size = 0, 0
+    state = {"crc": 0, "size": 0}
+    chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
 
-    def emit(chunk: bytes) -> None:
-        nonlocal crc, size
-        crc = zlib.crc32(chunk, crc)
-        size += len(chunk)
-        out.write(deflate.compress(chunk))
+    def compress() -> None:  # zlib lets go of the interpreter: reading and deflating overlap
+        while (chunk := chunks.get()) is not None:
+            state["crc"] = zlib.crc32(chunk, state["crc"])
+            state["size"] += len(chunk)
+            out.write(deflate.compress(chunk))
 
-    entries = _entries(root, top, sorted(files))
-    for i in range(0, len(entries), 256):
-        emit(b"".join(entries[i : i + 256]))
-    emit(b"\0" * 1024)
+    worker = threading.Thread(target=compress, name="deflate", daemon=True)
+    worker.start()
+    try:
+        batch: list[bytes] = []
+        pending = 0
+        for entry in _entries(root, top, sorted(files)):
+            batch.append(entry)
+            pending += len(entry)
+            if pending >= 1 << 20:
+                chunks.put(b"".join(batch))
+                batch, pending = [], 0
+        batch.append(b"\0" * 1024)
+        chunks.put(b"".join(batch))
+    finally:
+        chunks.put(None)
+        worker.join()
     out.write(deflate.flush())
-    out.write(struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF))
+    out.write(struct.pack("<II", state["crc"] & 0xFFFFFFFF, state["size"] & 0xFFFFFFFF))
     return out.getvalue()
 
 
-def _entries(root: str, top: str, files: list[str]) -> list[bytes]:
-    found = []
+def _entries(root: str, top: str, files: list[str]) -> Iterator[bytes]:
     for rel in files:
         full = os.path.join(root, rel)
         name = f"{top}/{rel}".encode("utf-8", "surrogateescape")
         st = os.lstat(full)
         if stat.S_ISLNK(st.st_mode):
-            found.append(_entry(name, b"", 0o777, b"2", os.readlink(full).encode("utf-8", "surrogateescape")))
+            yield _entry(name, b"", 0o777, b"2", os.readlink(full).encode("utf-8", "surrogateescape"))
         elif stat.S_ISREG(st.st_mode):
-            with open(full, "rb") as f:
-                data = f.read()
-            found.append(_entry(name, data, 0o755 if st.st_mode & 0o111 else 0o644, b"0", b""))
-    return found
+            fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = os.read(fd, st.st_size)
+                while len(data) < st.st_size:  # a large file comes in several reads
+                    more = os.read(fd, st.st_size - len(data))
+                    if not more:
+                        break
+                    data += more
+            finally:
+                os.close(fd)
+            yield _entry(name, data, 0o755 if st.st_mode & 0o111 else 0o644, b"0", b"")
 
 
 # gzip (RFC 1952): deflate, no flags, mtime 0, no extra flags, OS unknown: the same bytes everywhere.
@@ -162,32 +183,18 @@ def _pad(n: int) -> bytes:
     return b"\0" * (-n % 512)
 
 
-def _octal(value: int, width: int) -> bytes:
-    return b"%0*o\0" % (width - 1, value)
+_USTAR = struct.Struct("100s8s16s12s20s1s100s8s64s16s155s12s")
+_OWNERS = b"%07o\0%07o\0" % (0, 0)  # uid, gid
+_MTIME_AND_SUM = b"%011o\0" % 0 + b" " * 8  # the checksum counted as spaces
+_NAMES_AND_DEVICES = (b"\0" * 64, b"%07o\0%07o\0" % (0, 0))
 
 
 def _header(name: bytes, size: int, mode: int, kind: bytes, link: bytes, prefix: bytes) -> bytes:
-    fields = [
-        name.ljust(100, b"\0"),
-        _octal(mode, 8),
-        _octal(0, 8),  # uid
-        _octal(0, 8),  # gid
-        _octal(size, 12),
-        _octal(0, 12),  # mtime
-        b" " * 8,  # the checksum, counted as spaces
-        kind,
-        link.ljust(100, b"\0"),
-        b"ustar\x0000",
-        b"\0" * 32,  # uname
-        b"\0" * 32,  # gname
-        _octal(0, 8),
-        _octal(0, 8),
-        prefix.ljust(155, b"\0"),
-        b"\0" * 12,
-    ]
-    block = b"".join(fields)
-    checksum = b"%06o\0 " % sum(block)
-    return block[:148] + checksum + block[156:]
+    block = _USTAR.pack(
+        name, b"%07o\0" % mode, _OWNERS, b"%011o\0" % size, _MTIME_AND_SUM, kind, link, b"ustar\x0000",
+        _NAMES_AND_DEVICES[0], _NAMES_AND_DEVICES[1], prefix, b"",
+    )  # fmt: skip
+    return b"%s%06o\0 %s" % (block[:148], sum(block), block[156:])
 
 
 def digest(data: bytes) -> str:
