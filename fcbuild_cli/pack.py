@@ -36,8 +36,7 @@ def project_files(root: str, output_dir: str = "") -> list[str]:
     out = output_dir.strip("/")
     kept = []
     for rel in files:
-        parts = rel.split("/")
-        if any(p in ALWAYS_LEFT_OUT for p in parts):
+        if ("node_modules" in rel or ".git" in rel) and any(p in ALWAYS_LEFT_OUT for p in rel.split("/")):
             continue
         if out and (rel == out or rel.startswith(out + "/")):
             continue
@@ -126,24 +125,31 @@ def pack(root: str, files: Iterable[str], top: str = "project") -> bytes:
 
 
 def _entries(root: str, top: str, files: list[str]) -> Iterator[bytes]:
+    base = root.rstrip("/") + "/"
     for rel in files:
-        full = os.path.join(root, rel)
+        full = base + rel
         name = f"{top}/{rel}".encode("utf-8", "surrogateescape")
         st = os.lstat(full)
-        if stat.S_ISLNK(st.st_mode):
-            yield _entry(name, b"", 0o777, b"2", os.readlink(full).encode("utf-8", "surrogateescape"))
-        elif stat.S_ISREG(st.st_mode):
+        mode = st.st_mode
+        if stat.S_ISREG(mode):
+            size = st.st_size
             fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                data = os.read(fd, st.st_size)
-                while len(data) < st.st_size:  # a large file comes in several reads
-                    more = os.read(fd, st.st_size - len(data))
+                data = os.read(fd, size)
+                while len(data) < size:  # a large file comes in several reads
+                    more = os.read(fd, size - len(data))
                     if not more:
                         break
                     data += more
             finally:
                 os.close(fd)
-            yield _entry(name, data, 0o755 if st.st_mode & 0o111 else 0o644, b"0", b"")
+            perm = 0o755 if mode & 0o111 else 0o644
+            if len(name) <= 100 and len(data) < 8**11:  # the common case: one header, no PAX record
+                yield _header(name, len(data), perm, b"0", b"", b"") + data + b"\0" * (-len(data) % 512)
+            else:
+                yield _entry(name, data, perm, b"0", b"")
+        elif stat.S_ISLNK(mode):
+            yield _entry(name, b"", 0o777, b"2", os.readlink(full).encode("utf-8", "surrogateescape"))
 
 
 # gzip (RFC 1952): deflate, no flags, mtime 0, no extra flags, OS unknown: the same bytes everywhere.
