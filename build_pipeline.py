@@ -40,6 +40,7 @@ from archive import Limits, extract_archive, inside, read_archive_member, safe_m
 from build_request import (
     BuildJob,
     GitSource,
+    OssLocation,
     ReleaseRequest,
     SiteRequest,
     is_release_request,
@@ -142,6 +143,19 @@ class Instance:
     def target_lock(self, bucket: str, prefix: str) -> threading.Lock:
         with self._lock:
             return self._targets.setdefault((bucket, prefix), threading.Lock())
+
+    @contextlib.contextmanager
+    def target_turn(self, bucket: str, prefix: str, what: str) -> Iterator[None]:
+        """This target's turn for a rollback or removal (`what`), within FCBUILD_QUEUE_WAIT_S, else Busy."""
+        wait = self.settings.queue_wait_s
+        lock = self.target_lock(bucket, prefix)
+        if not lock.acquire(timeout=wait):
+            where = f"oss://{bucket}/{prefix}"
+            raise Busy(f"a build of {where} kept this instance busy for {wait}s; retry {what} when it has finished")
+        try:
+            yield
+        finally:
+            lock.release()
 
     def in_background(self, name: str, work: Any) -> None:
         thread = threading.Thread(target=work, name=name, daemon=True)
@@ -269,31 +283,19 @@ def _site_request(ctx: FcContext, req: SiteRequest, *, instance: Instance, log: 
             if when is not None and when >= cutoff:
                 kept += 1
                 continue
-            location = build_request_location(bucket, prefix + folder + "/")
+            location = OssLocation(bucket, prefix=prefix + folder + "/")
             removed.append(_remove(storage, location, claim, ctx, instance, log))
     log.info("prune: %d previews removed, %d kept", len(removed), kept)
     return {"requestId": ctx.request_id, "status": "succeeded", "removed": removed, "kept": kept}
 
 
-def build_request_location(bucket: str, prefix: str) -> Any:
-    from build_request import OssLocation
-
-    return OssLocation(bucket, prefix=prefix)
-
-
 def _remove(
-    storage: oss_io.OssClient, location: Any, claim: Any, ctx: FcContext, instance: Instance, log: Any
+    storage: oss_io.OssClient, location: OssLocation, claim: Any, ctx: FcContext, instance: Instance, log: Any
 ) -> dict[str, Any]:
-    lock = instance.target_lock(location.bucket, location.prefix)
-    wait = instance.settings.queue_wait_s
-    if not lock.acquire(timeout=wait):
-        raise Busy(f"a build of {location.url()} kept this instance busy for {wait}s; retry the removal later")
-    try:
+    with instance.target_turn(location.bucket, location.prefix, "the removal"):
         return deployer.remove_site(
             storage, deployer.Target(location.bucket, location.prefix), claim=claim, deadline=ctx.deadline, log=log
         )
-    finally:
-        lock.release()
 
 
 def _oss_events(ctx: FcContext, event: Mapping[str, Any], *, instance: Instance, log: Any) -> dict[str, Any]:
@@ -485,11 +487,7 @@ def _release_request(ctx: FcContext, req: ReleaseRequest, *, instance: Instance,
     # "previous" is the release before the one live now, and the rollback is as new as its request:
     # a deploy asked for after it wins, one asked for before it does not.
     which = deployer.previous_release(storage, target) if req.release == "previous" else req.release
-    wait = instance.settings.queue_wait_s
-    lock = instance.target_lock(target.bucket, target.prefix)
-    if not lock.acquire(timeout=wait):
-        raise Busy(f"a build of {where} kept this instance busy for {wait}s; retry the rollback when it has finished")
-    try:
+    with instance.target_turn(target.bucket, target.prefix, "the rollback"):
         result = deployer.rollback(
             storage,
             target,
@@ -498,8 +496,6 @@ def _release_request(ctx: FcContext, req: ReleaseRequest, *, instance: Instance,
             deadline=ctx.deadline,
             log=log,
         )
-    finally:
-        lock.release()
     return {"requestId": ctx.request_id, "status": "succeeded", **result}
 
 
@@ -603,7 +599,6 @@ def _run_in_slot(
         paths = _make_workspace(settings, site, instance, log)
     log.info("building in %s as %s", paths.workspace, slot.describe())
     build_log = BuildLog(os.path.join(paths.workspace, "build.log"), secrets, log, settings.log_max_bytes)
-    live_log = _LivePublisher(storage, target.bucket, log_key, build_log, log)
     cache = BuildCache(
         instance.settings,
         instance.warm_cache,
@@ -619,6 +614,7 @@ def _run_in_slot(
     tools: dict[str, Any] = {}
     isolation = _Timer()
     run: Runner | None = None
+    live_log = _LivePublisher(storage, target.bucket, log_key, build_log, log)  # stopped in the finally below
     try:
         with steps.step("source"):
             project, source_info = _fetch_source(job, paths.workspace, settings, storage, log)

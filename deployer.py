@@ -110,6 +110,13 @@ class Lease:
     def _key(self, number: int) -> str:
         return f"{self.folder}{number:012d}.json"
 
+    def numbers(self, keys: Iterable[str] | None = None) -> list[int]:
+        """The numbers of the lease records among `keys` (default: those listed now), sorted."""
+        if keys is None:
+            keys = (o.key for o in self.storage.list_objects(self.bucket, self.folder))
+        stems = (k[len(self.folder) : -5] for k in keys if k.startswith(self.folder) and k.endswith(".json"))
+        return sorted(int(stem) for stem in stems if stem.isdigit())
+
     def _doc(self, **extra: Any) -> dict[str, Any]:
         return {"release": self.claim.release, "startedAt": self.claim.started_at, **extra}
 
@@ -117,11 +124,7 @@ class Lease:
         """Take the lease, waiting (until `wait_until`, monotonic) while another deploy holds it.
         `on_holder` sees the holder's record each time one is found (it raises to give up)."""
         while True:
-            numbers = sorted(
-                int(o.key[len(self.folder) : -5])
-                for o in self.storage.list_objects(self.bucket, self.folder)
-                if o.key.endswith(".json") and o.key[len(self.folder) : -5].isdigit()
-            )
+            numbers = self.numbers()
             next_number = 0
             if numbers:
                 top = numbers[-1]
@@ -808,11 +811,10 @@ def remove_site(
     lease_folder = lease.folder
     try:
         _supersede_check(read_manifest(storage, target), claim, target)
-        everything = [o.key for o in storage.list_objects(target.bucket, target.prefix)]
-        inside = {k[len(target.prefix) :]: "" for k in everything if k.startswith(target.prefix)}
-        nested = nested_sites({p: e for p, e in inside.items() if not p.startswith(META_DIR)})
+        paths = [o.key[len(target.prefix) :] for o in storage.list_objects(target.bucket, target.prefix)]
+        nested = nested_sites(dict.fromkeys(p for p in paths if not p.startswith(META_DIR)))
         mine = _outside(nested)
-        doomed = [target.prefix + p for p in inside if mine(p) and not (target.prefix + p).startswith(lease_folder)]
+        doomed = [target.prefix + p for p in paths if mine(p) and not (target.prefix + p).startswith(lease_folder)]
         # The site's pages go first, the manifest and records last: a removal cut short leaves a
         # site that is still described, never records of a site that is gone.
         doomed.sort(key=lambda k: (k.startswith(target.prefix + META_DIR), k))
@@ -826,10 +828,7 @@ def remove_site(
         lease.release()
     # The lease's own records last, unless a deploy took the next lease meanwhile (then it is its site).
     leases = [o.key for o in storage.list_objects(target.bucket, lease_folder)]
-    if not any(
-        k.endswith(".json") and k[len(lease_folder) : -5].isdigit() and int(k[len(lease_folder) : -5]) > lease.number
-        for k in leases
-    ):
+    if not any(n > lease.number for n in lease.numbers(leases)):
         removed += storage.delete_objects(target.bucket, leases)
     return {
         "target": where,

@@ -596,8 +596,7 @@ class FcServer(ThreadingHTTPServer):
     def hook(self, ctx: FcContext, route: list[str], headers: Any, body: bytes, log: RequestLog) -> tuple[int, Any]:
         if self._stop_reason:
             return 503, {"error": "ShuttingDown", "message": "this instance is stopping; the provider will retry"}
-        self.pipeline()  # oss2, for the delivery's record
-        import push_deploy
+        import push_deploy  # with oss_io (oss2), for the delivery's record
 
         return push_deploy.handle(ctx, route, headers, body, self.config.pipeline, log)
 
@@ -620,6 +619,7 @@ class FcRequestHandler(BaseHTTPRequestHandler):
     server: FcServer
     protocol_version = "HTTP/1.1"  # keep-alive: FC's agent reuses connections
     timeout = None  # no idle timeout: FC keeps connections open for 15 minutes and more
+    route_path = ""  # the path that chose the handler (x-fc-base-path and legacy routing applied)
 
     def setup(self) -> None:
         super().setup()
@@ -649,31 +649,15 @@ class FcRequestHandler(BaseHTTPRequestHandler):
         base = self.headers.get(HDR_BASE_PATH, "").rstrip("/")
         if base and path.startswith(base + "/"):
             path = path[len(base) :]  # an FC 2.0 HTTP function without a custom domain
-        if path.startswith(HOOKS_PREFIX):  # public: the provider's own signature decides
-            if method != "POST":
-                self._discard_body()
-                self.send_json(
-                    405,
-                    {"error": "MethodNotAllowed", "message": "webhooks take POST"},
-                    [("Allow", "POST")],
-                    fc_status=False,
-                )
-                return
-            self.server.track(+1)
-            try:
-                self.handle_hook(path[len(HOOKS_PREFIX) :])
-            finally:
-                self.server.track(-1)
-            return
-        if control == CONTROL_PATH_HTTP:
+        # The webhooks are public (the provider's own signature decides); everything else answers FC alone.
+        routes = next((r for prefix, r in PUBLIC_PREFIXES.items() if path.startswith(prefix)), None)
+        if routes is None and control == CONTROL_PATH_HTTP:
             # Through an HTTP trigger: the public internet. It reaches the public routes only.
-            if path not in PUBLIC_ROUTES:
-                self._discard_body()
-                message = f"{path} answers Function Compute's own calls, not requests through an HTTP trigger"
-                self.send_json(403, {"error": "Forbidden", "message": message}, fc_status=False)
-                return
-            routes = PUBLIC_ROUTES[path]
-        else:
+            self._discard_body()
+            message = f"{path} answers Function Compute's own calls, not requests through an HTTP trigger"
+            self.send_json(403, {"error": "Forbidden", "message": message}, fc_status=False)
+            return
+        if routes is None:
             if path == "/" and control:
                 path = control  # legacy FC agents post everything to / with this header
             routes = ROUTES.get(path)
@@ -688,6 +672,7 @@ class FcRequestHandler(BaseHTTPRequestHandler):
             message = {"error": "MethodNotAllowed", "message": f"{path} takes {allow}"}
             self.send_json(405, message, [("Allow", allow)], fc_status=False)
             return
+        self.route_path = path
         self.server.track(+1)
         try:
             handler(self)
@@ -709,10 +694,10 @@ class FcRequestHandler(BaseHTTPRequestHandler):
         log.marker("FC Invoke End")
         self.send_json(status, payload)
 
-    def handle_hook(self, rest: str) -> None:
+    def handle_hook(self) -> None:
         ctx = self._context()
         log = RequestLog(logger, ctx.request_id, ctx.secrets())
-        route = [unquote(part) for part in rest.split("/") if part]
+        route = [unquote(part) for part in self.route_path[len(HOOKS_PREFIX) :].split("/") if part]
         limit = self.server.config.pipeline.hook_max_bytes
         try:
             body = self._read_body(limit)
@@ -863,8 +848,11 @@ ROUTES: dict[str, dict[str, Callable[[FcRequestHandler], None]]] = {
     "/pre-freeze": {"GET": FcRequestHandler.handle_pre_freeze},
     "/health": {"GET": FcRequestHandler.handle_health},
 }
-# What a request through an HTTP trigger may reach (FC marks it with x-fc-control-path /http-invoke).
-PUBLIC_ROUTES: dict[str, dict[str, Callable[[FcRequestHandler], None]]] = {}
+# What a request through an HTTP trigger (FC marks it with x-fc-control-path /http-invoke) may reach,
+# by path prefix; FC's own callers reach them too.
+PUBLIC_PREFIXES: dict[str, dict[str, Callable[[FcRequestHandler], None]]] = {
+    HOOKS_PREFIX: {"POST": FcRequestHandler.handle_hook},
+}
 
 
 def take_credentials(environ: Any) -> dict[str, str]:

@@ -91,6 +91,7 @@ class PipelineSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, frozen: bool = False) -> PipelineSettings:
         get = environ.get
+        repos = _repos(get("FCBUILD_REPOS", ""))
         node_paths = tuple(p for p in get("FCBUILD_NODE_PATHS", "").split(":") if p) or DEFAULT_NODE_PATHS
         return cls(
             workspace_root=get("FCBUILD_WORKSPACE_ROOT") or os.path.join(get("TMPDIR") or "/tmp", "fcbuild"),
@@ -130,10 +131,10 @@ class PipelineSettings:
             queue_wait_s=_positive(get, "FCBUILD_QUEUE_WAIT_S", 120, minimum=0),
             build_uids=_uid_range(get("FCBUILD_BUILD_UIDS", ""), _positive(get, "FCBUILD_MAX_BUILDS", 1)),
             build_uids_given=bool(get("FCBUILD_BUILD_UIDS", "")),
-            repos=_repos(get("FCBUILD_REPOS", "")),
+            repos=repos,
             fc_endpoint=get("FCBUILD_FC_ENDPOINT", "").rstrip("/"),
             hook_max_bytes=_positive(get, "FCBUILD_HOOK_MAX_KB", 5120) * 1024,
-            hook_secrets=MappingProxyType(_hook_secrets(environ)),
+            hook_secrets=MappingProxyType(_hook_secrets(environ, repos)),
             launch_env=MappingProxyType(launch_environment(environ, frozen=frozen)),
         )
 
@@ -179,7 +180,7 @@ def _repos(raw: str) -> tuple[Any, ...]:
     return hooks.parse_repos(raw) if raw.strip() else ()
 
 
-def _hook_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+def _hook_secrets(environ: Mapping[str, str], repos: tuple[Any, ...]) -> dict[str, str]:
     """Every webhook secret, status token and deploy hook id the function's environment holds: the
     providers' variables and those FCBUILD_REPOS names (`secret_env`, `deploy_hooks[].id_env`)."""
     names = {
@@ -192,7 +193,7 @@ def _hook_secrets(environ: Mapping[str, str]) -> dict[str, str]:
         "FCBUILD_GITEE_STATUS_TOKEN",
         "FCBUILD_CODEUP_STATUS_TOKEN",
     }
-    for repo in _repos(environ.get("FCBUILD_REPOS", "")):
+    for repo in repos:
         names.update(n for n in (repo.secret_var, *(v for v, _ in repo.deploy_hooks)) if n)
     return {n: environ[n] for n in sorted(names) if environ.get(n)}
 

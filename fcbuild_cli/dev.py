@@ -45,7 +45,8 @@ def run(root: str, port: int, out: Any, *, once: bool = False) -> int:
     os.makedirs(state, exist_ok=True)
     os.chmod(state, 0o755)
     account = Account("STS.dev-key-id", os.urandom(12).hex(), os.urandom(12).hex())
-    spa = _single_page_app(root)
+    framework = pack.framework_of(root)
+    spa = bool(framework and framework.spa)
     website = Website(BUCKET_SITE, "", error_document="index.html" if spa else "", error_status=200 if spa else 0)
     try:
         oss = LocalOss(
@@ -82,17 +83,6 @@ def run(root: str, port: int, out: Any, *, once: bool = False) -> int:
                 runtime.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 runtime.kill()
-
-
-def _single_page_app(root: str) -> bool:
-    import frameworks
-
-    try:
-        with open(os.path.join(root, "package.json"), encoding="utf-8") as f:
-            framework = frameworks.detect(json.load(f))
-    except (OSError, ValueError, AttributeError):
-        return False
-    return bool(framework and framework.spa)
 
 
 def _start_runtime(state: str, endpoint: str, account: Any) -> tuple[subprocess.Popen, int, str]:
@@ -136,7 +126,7 @@ def _start_runtime(state: str, endpoint: str, account: Any) -> tuple[subprocess.
 def _build(root: str, endpoint: str, account: Any, runtime_port: int, out: Any) -> int:
     import oss2
 
-    files = pack.project_files(root, _output(root))
+    files = pack.project_files(root, pack.output_folder(root))
     data = pack.pack(root, files)
     key = f"dev/fcbuild-src-{pack.digest(data)[:32]}.tar.gz"
     auth = oss2.StsAuth(account.access_key_id, account.access_key_secret, account.security_token, auth_version="v4")
@@ -167,9 +157,3 @@ def _build(root: str, endpoint: str, account: Any, runtime_port: int, out: Any) 
         "ok",
     )
     return 0
-
-
-def _output(root: str) -> str:
-    from fcbuild_cli.main import _framework_output
-
-    return _framework_output(root)

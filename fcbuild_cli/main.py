@@ -185,7 +185,7 @@ def cmd_deploy(out: Out, args: argparse.Namespace) -> int:
     if not os.path.isdir(root):
         raise UsageError(f"{args.dir}: not a folder")
     build = config.get("build") if isinstance(config.get("build"), dict) else {}
-    files = pack.project_files(root, str(build.get("output_dir") or _framework_output(root)))
+    files = pack.project_files(root, pack.output_folder(root, str(build.get("output_dir") or "")))
     if not files:
         raise UsageError(f"{args.dir}: no files to deploy (all ignored?)")
     data = pack.pack(root, files)
@@ -237,19 +237,6 @@ def cmd_deploy(out: Out, args: argparse.Namespace) -> int:
         url = (config.get("deploy") or {}).get("url") if isinstance(config.get("deploy"), dict) else ""
         print(url or result.get("target", target))
     return 0
-
-
-def _framework_output(root: str) -> str:
-    """Where the project's framework writes its output (never packed): the framework table's folder."""
-    import frameworks
-
-    try:
-        with open(os.path.join(root, "package.json"), encoding="utf-8") as f:
-            package = json.load(f)
-    except (OSError, ValueError):
-        return "dist"
-    framework = frameworks.detect(package) if isinstance(package, dict) else None
-    return framework.output if framework else "dist"
 
 
 def _exists(bucket: Any, key: str) -> bool:
@@ -344,6 +331,7 @@ class _StatusWatcher:
 
 
 def _safe(request_id: str) -> str:
+    """A request id as the function names its status and log objects (build_pipeline._safe_name)."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", request_id)[:80]
 
 
@@ -417,8 +405,8 @@ def _meta(args: argparse.Namespace, kind: str) -> tuple[Session, Any, str]:
     target = _require(target, "no target: pass --target oss://bucket/prefix/ or set target in fcbuild.json")
     bucket_name, prefix = _split(target, "--target")
     session = Session(args, config)
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", args.request_id)[:80]
-    key = f"{prefix}.fcbuild/{'status' if kind == 'status' else 'logs'}/{safe}.{'json' if kind == 'status' else 'log'}"
+    folder, suffix = ("status", "json") if kind == "status" else ("logs", "log")
+    key = f"{prefix}.fcbuild/{folder}/{_safe(args.request_id)}.{suffix}"
     return session, session.bucket(bucket_name), key
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import queue
 import stat
@@ -22,10 +23,30 @@ import subprocess
 import threading
 import zlib
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pathspec
 
 ALWAYS_LEFT_OUT = ("node_modules", ".git")
+
+
+def framework_of(root: str) -> Any:
+    """The framework table's entry for the project at `root` (frameworks.Framework), or None."""
+    import frameworks
+
+    try:
+        with open(os.path.join(root, "package.json"), encoding="utf-8") as f:
+            package = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return frameworks.detect(package) if isinstance(package, dict) else None
+
+
+def output_folder(root: str, configured: str = "") -> str:
+    """The build's output folder, never packed: `configured` (build.output_dir), else the framework
+    table's, else dist."""
+    framework = framework_of(root)
+    return configured or (framework.output if framework else "dist")
 
 
 def project_files(root: str, output_dir: str = "") -> list[str]:
