@@ -206,6 +206,38 @@ def test_the_archive_is_the_same_bytes_for_the_same_files_and_leaves_out_what_it
     assert not any(f.startswith(("node_modules/", ".git/")) for f in tracked)
 
 
+def test_the_archive_reads_back_as_packed_through_tar_long_names_links_modes_and_pipes_included(tmp_path):
+    folder = tmp_path / "odd"
+    deep = folder / "a" / ("b" * 120) / "c"
+    deep.mkdir(parents=True)
+    (deep / "file.txt").write_text("deep")
+    (folder / ("n" * 130 + ".txt")).write_text("long name")
+    (folder / "run.sh").write_text("#!/bin/sh\n")
+    (folder / "run.sh").chmod(0o700)
+    (folder / "empty").write_bytes(b"")
+    (folder / "block").write_bytes(b"x" * 512)
+    (folder / "big").write_bytes(os.urandom(3 << 20))
+    (folder / "ünï.txt").write_text("utf8")
+    os.symlink("run.sh", folder / "link")
+    os.symlink("x" * 150, folder / "longlink")
+    os.mkfifo(folder / "pipe")  # opened, it would wait for a writer: left out instead
+    files = pack.project_files(str(folder), "dist")
+    assert "pipe" in files  # listed, like any name in the folder
+    archive = tmp_path / "odd.tgz"
+    archive.write_bytes(pack.pack(str(folder), files))
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["tar", "xzf", str(archive), "-C", str(out)], check=True)
+    got = out / "project"
+    for rel in ("a/" + "b" * 120 + "/c/file.txt", "n" * 130 + ".txt", "run.sh", "empty", "block", "big", "ünï.txt"):
+        assert (got / rel).read_bytes() == (folder / rel).read_bytes(), rel
+    assert os.stat(got / "run.sh").st_mode & 0o777 == 0o755 and os.stat(got / "block").st_mode & 0o777 == 0o644
+    assert os.readlink(got / "link") == "run.sh" and os.readlink(got / "longlink") == "x" * 150
+    assert not (got / "pipe").exists()
+    listing = subprocess.run(["tar", "tvzf", str(archive)], check=True, capture_output=True, text=True).stdout
+    assert all(" 0/0 " in line and " 1970-01-01 " in line for line in listing.splitlines()), listing
+
+
 def test_logs_follow_shows_a_line_while_the_build_still_runs(cloud, tmp_path):
     oss, fc, _ = cloud
     folder = project(tmp_path, "slow", target="oss://site/cli-slow/")
