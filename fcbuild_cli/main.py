@@ -19,15 +19,33 @@ from typing import Any
 from fcbuild_cli import pack
 from fcbuild_cli.cloud import Creds, Function, UsageError, credentials, oss_bucket
 
-EXAMPLES = """examples:
+EXAMPLES = {
+    "deploy": """\
   fcbuild deploy                                   # this folder, with fcbuild.json's deploy section
   fcbuild deploy ./web --target oss://my-site/ --function fcbuild --region cn-hangzhou --source oss://my-sources/
   fcbuild deploy --preview feature-x --json        # to deploy.previews with {slug} feature-x
+  fcbuild deploy --async --env API_URL=https://api.example.com""",
+    "releases": """\
   fcbuild releases oss://my-site/
+  fcbuild releases oss://my-site/ --json""",
+    "rollback": """\
   fcbuild rollback oss://my-site/                  # to the release before the live one
+  fcbuild rollback oss://my-site/ 1-6790c3e1-...   # to that kept release""",
+    "status": """\
   fcbuild status 1-6790c3e1-... --target oss://my-site/
+  fcbuild status 1-6790c3e1-... --json             # the whole status object""",
+    "logs": """\
   fcbuild logs 1-6790c3e1-... --target oss://my-site/
-"""
+  fcbuild logs 1-6790c3e1-... --follow             # until the build ends (exit 0 succeeded, 1 failed)""",
+    "dev": """\
+  fcbuild dev                                      # build this folder, serve it at http://127.0.0.1:8080/
+  fcbuild dev ./web --port 3000
+  fcbuild dev --once                               # build once, as CI would check it""",
+}
+
+
+def _examples(*commands: str) -> str:
+    return "examples:\n" + "\n".join(EXAMPLES[c] for c in commands) + "\n"
 
 
 class Out:
@@ -43,7 +61,10 @@ class Out:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fcbuild", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="fcbuild",
+        description=__doc__,
+        epilog=_examples(*EXAMPLES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--function", help="the fcbuild function's name (deploy.function)")
@@ -59,8 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print the function's answer as JSON")
     common.add_argument("--config", default="", help="fcbuild.json to read the deploy section from (default: DIR's)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    deploy = sub.add_parser("deploy", parents=[common], help="pack DIR, upload, build, deploy", epilog=EXAMPLES,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+
+    def command(name: str, help: str, shared: bool = True) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common] if shared else [], help=help, description=help,
+                              epilog=_examples(name), formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+
+    deploy = command("deploy", "pack DIR, upload it, build and deploy it with the fcbuild function")
     deploy.add_argument("dir", nargs="?", default=".", help="the project (default: .)")
     deploy.add_argument("--target", help="oss://bucket/prefix/ to deploy to (fcbuild.json's target)")
     deploy.add_argument("--source", help="oss://bucket/prefix/ for the source archive (deploy.source)")
@@ -69,19 +94,19 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="a build variable (repeatable)"
     )
-    releases = sub.add_parser("releases", parents=[common], help="list a target's kept releases")
+    releases = command("releases", "list a target's kept releases, the live one first")
     releases.add_argument("target")
-    rollback = sub.add_parser("rollback", parents=[common], help="put a kept release back live")
+    rollback = command("rollback", "put a kept release back live")
     rollback.add_argument("target")
     rollback.add_argument("release", nargs="?", default="previous", help="a release id (default: previous)")
-    status = sub.add_parser("status", parents=[common], help="a build's status object")
+    status = command("status", "a build's status (exit 1 when it failed)")
     status.add_argument("request_id")
     status.add_argument("--target", help="the build's target (fcbuild.json's)")
-    dev = sub.add_parser("dev", help="build DIR on this machine as FC would and serve it (no cloud account)")
+    dev = command("dev", "build DIR on this machine as FC would and serve it (no cloud account)", shared=False)
     dev.add_argument("dir", nargs="?", default=".", help="the project (default: .)")
     dev.add_argument("--port", type=int, default=8080, help="where to serve the site (default 8080)")
     dev.add_argument("--once", action="store_true", help="build once and exit (0 built, 1 failed)")
-    logs = sub.add_parser("logs", parents=[common], help="a build's saved log")
+    logs = command("logs", "a build's log, saved as it grows")
     logs.add_argument("request_id")
     logs.add_argument("--target", help="the build's target (fcbuild.json's)")
     logs.add_argument("--follow", "-f", action="store_true", help="print the log as it grows, until the build ends")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -61,9 +62,9 @@ def project(tmp_path, name="web", target="oss://site/cli/"):
     return folder
 
 
-def fcbuild(cloud, *args, env=None, home=None, creds=True):
+def cli_env(cloud, env=None, home=None, creds=True):
     oss, fc, _ = cloud
-    full = {
+    return {
         "PATH": os.environ["PATH"],
         "PYTHONPATH": ROOT,
         "HOME": str(home or "/nonexistent-home"),
@@ -72,6 +73,10 @@ def fcbuild(cloud, *args, env=None, home=None, creds=True):
         **(CREDS_ENV if creds else {}),
         **(env or {}),
     }
+
+
+def fcbuild(cloud, *args, env=None, home=None, creds=True):
+    full = cli_env(cloud, env, home, creds)
     done = subprocess.run(
         [sys.executable, "-m", "fcbuild_cli", *args], capture_output=True, text=True, env=full, timeout=600
     )
@@ -280,6 +285,73 @@ def test_logs_follow_shows_a_line_while_the_build_still_runs(cloud, tmp_path):
     (folder / "package.json").write_text(json.dumps(package))
     done = fcbuild(cloud, "deploy", str(folder))
     assert done.returncode == 0 and "SHOWN-DURING-DEPLOY" in done.stderr, done.stderr
+
+
+def test_ctrl_c_while_building_says_what_goes_on_in_fc_and_the_build_still_lands(cloud, tmp_path):
+    oss, _, _ = cloud
+    folder = project(tmp_path, "interrupted", target="oss://site/cli-interrupted/")
+    package = json.loads((folder / "package.json").read_text())
+    package["scripts"]["build"] = "echo STARTED && sleep 6 && node build.js"
+    (folder / "package.json").write_text(json.dumps(package))
+    argv = [sys.executable, "-m", "fcbuild_cli", "deploy", str(folder)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(cloud))
+    seen = []
+    for line in proc.stderr:  # the watcher names the request once its status appears
+        seen.append(line)
+        if re.match(r"\s+request \S+: ", line):
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=30) == 130, seen + [rest]
+    request_id = re.match(r"\s+request (\S+): ", seen[-1])[1]
+    assert f"interrupted: the build goes on in FC (request {request_id}: fcbuild status {request_id}" in rest, rest
+    assert "Traceback" not in rest
+    deadline = time.monotonic() + 120
+    while not site(oss).object_exists("cli-interrupted/index.html"):
+        assert time.monotonic() < deadline, "the interrupted deploy's build never landed"
+        time.sleep(1)
+    status = fcbuild(cloud, "status", request_id, "--config", str(folder / "fcbuild.json"))
+    assert (status.returncode, status.stdout.strip()) == (0, "succeeded"), status.stderr
+
+
+def test_every_command_has_help_with_examples_and_colour_only_on_a_terminal(tmp_path):
+    import pty
+
+    for command in ("deploy", "releases", "rollback", "status", "logs", "dev"):
+        shown = subprocess.run(
+            [sys.executable, "-m", "fcbuild_cli", command, "--help"], capture_output=True, text=True, cwd=ROOT
+        )
+        assert shown.returncode == 0 and f"examples:\n  fcbuild {command}" in shown.stdout, shown.stdout
+
+    def missing_region(on_terminal: bool, no_color: bool) -> str:
+        env = {"PATH": os.environ["PATH"], "PYTHONPATH": ROOT, "HOME": str(tmp_path), **CREDS_ENV}
+        if no_color:
+            env["NO_COLOR"] = "1"
+        argv = [sys.executable, "-m", "fcbuild_cli", "deploy", str(tmp_path)]
+        if not on_terminal:
+            done = subprocess.run(argv, capture_output=True, text=True, env=env)
+            assert done.returncode == 2
+            return done.stderr
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower, env=env)
+        os.close(follower)
+        got = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the other end closed
+                break
+            if not chunk:
+                break
+            got += chunk
+        os.close(leader)
+        assert proc.wait(timeout=30) == 2
+        return got.decode()
+
+    coloured = missing_region(on_terminal=True, no_color=False)
+    assert "\033[31mfcbuild: no region: pass --region" in coloured, coloured
+    for plain in (missing_region(True, True), missing_region(False, False)):
+        assert "fcbuild: no region: pass --region" in plain and "\033[" not in plain, plain
 
 
 def test_dev_builds_and_serves_a_project_that_chromium_renders_deep_links_included(tmp_path):
