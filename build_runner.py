@@ -119,8 +119,9 @@ class BuildLog:
         self.step_lines: collections.deque[str] = collections.deque(maxlen=20_000)
         self.lost_lines = 0
         self._lock = threading.Lock()
-        try:
-            self._file: Any = open(path, "w", encoding="utf-8")  # noqa: SIM115 (lives as long as the build)
+        self._kept = b""  # the file's bytes when it was closed
+        try:  # read back through the same descriptor, never by name again: the name could be swapped
+            self._file: Any = open(path, "w+", encoding="utf-8", opener=_new_file)  # noqa: SIM115 (the build's life)
         except OSError as exc:
             self._file = None
             self.log.warning("build log file not written (%s); its tail is kept in memory", exc)
@@ -179,36 +180,45 @@ class BuildLog:
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None and not self._file.closed:
-                try:
-                    self._file.close()
-                except OSError:
-                    self.lost_lines += 1
+            self._read_and_close()
+
+    def _read_and_close(self) -> bytes:
+        data = self._kept = self._read()
+        if self._file is not None and not self._file.closed:
+            try:
+                self._file.close()
+            except OSError:
+                self.lost_lines += 1
+        return data
+
+    def _read(self) -> bytes:
+        """The file as written so far (whole lines: they are written whole under the lock), read from
+        its descriptor."""
+        if self._file is None or self._file.closed:
+            return self._kept
+        try:
+            self._file.flush()
+        except OSError:
+            pass
+        chunks, offset = [], 0
+        fd = self._file.fileno()
+        try:
+            while chunk := os.pread(fd, 1 << 20, offset):
+                chunks.append(chunk)
+                offset += len(chunk)
+        except OSError:
+            pass
+        return b"".join(chunks)
 
     def snapshot(self) -> tuple[int, bytes]:
         """(bytes kept so far, the file as it is now), while the build still writes to it."""
         with self._lock:
-            if self._file is not None and not self._file.closed:
-                try:
-                    self._file.flush()
-                except OSError:
-                    pass
-            written = self.written
-        try:
-            with open(self.path, "rb") as f:
-                return written, f.read(written)
-        except OSError:
-            return written, b""
+            return self.written, self._read()
 
     def contents(self) -> bytes:
         """What to save: the file, plus the tail from memory when lines were lost."""
-        self.close()
-        data = b""
-        try:
-            with open(self.path, "rb") as f:
-                data = f.read()
-        except OSError:
-            pass
+        with self._lock:
+            data = self._read_and_close()
         if self.over_lines:
             note = (
                 f"[fcbuild] {self.over_lines} more line(s) ({self.over_bytes} bytes) passed FCBUILD_LOG_MAX_MB "
@@ -219,6 +229,11 @@ class BuildLog:
             note = f"[fcbuild] {self.lost_lines} line(s) could not be written to disk; the last lines were:\n"
             data += (note + self.tail_text() + "\n").encode()
         return data
+
+
+def _new_file(path: str, flags: int) -> int:
+    """open()'s opener for the build log: a new file, private to the runtime, never through a link."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
 
 
 class Containment:

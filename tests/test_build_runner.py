@@ -3,6 +3,7 @@ finished step's output is read to its end."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -79,6 +80,31 @@ def test_colour_codes_never_reach_the_log_the_file_or_the_message(tmp_path):
     assert out.tail_text() == "error TS2304: link oops"
     assert "\x1b" not in out.failure_text()
     assert b"\x1b" not in out.contents() and b"error TS2304: link oops" in out.contents()
+
+
+def test_the_log_is_read_back_from_what_was_opened_not_from_its_name(tmp_path):
+    """Whoever could rename in the log's folder must not make the runtime publish another file:
+    the live copy and the saved one come from the descriptor opened at the start."""
+    import logging
+
+    secret = tmp_path / "root-only"
+    secret.write_text("NOT-THE-BUILD-LOG")
+    path = tmp_path / "build.log"
+    out = BuildLog(str(path), lambda: (), logging.getLogger("test"))
+    out.line("build", "ünïcode line one")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    path.unlink()
+    path.symlink_to(secret)
+    out.line("build", "line two")
+    written, live = out.snapshot()
+    assert live == "[build] ünïcode line one\n[build] line two\n".encode() and written > 0
+    saved = out.contents()
+    assert saved == live and b"NOT-THE-BUILD-LOG" not in saved
+    assert out.contents() == saved  # once closed, the same bytes again
+    linked = BuildLog(str(path), lambda: (), logging.getLogger("test"))  # never opened through a link
+    linked.line("build", "x")
+    assert linked.snapshot()[1] == b"" and b"NOT-THE-BUILD-LOG" not in linked.contents()
+    assert secret.read_text() == "NOT-THE-BUILD-LOG"  # not truncated, not written
 
 
 def test_no_cause_in_plain_output():

@@ -245,6 +245,30 @@ def test_a_chain_of_archive_links_cannot_lead_out(oss, runtime):
     assert "leads out of the project" in function_error(resp, "InvalidSource")["errorMessage"]
 
 
+def test_a_build_cannot_swap_the_runtimes_build_log_for_a_file_it_may_not_read(oss, runtime, tmp_path):
+    """The runtime (root) reads the build log back while the build runs, and puts it to OSS: were its
+    name swapped for a link, root would publish whatever the link names."""
+    marker = f"ROOT-ONLY-{os.getpid()}-{time.monotonic_ns()}"
+    secret = tmp_path / "root-only.txt"
+    secret.write_text(marker)
+    secret.chmod(0o600)
+    evidence = shared_dir()
+    resp = attack(runtime, "swap/", "swap-log", evidence, build={"env": {"SWAP_TO": str(secret)}}, request_id="swap-1")
+    assert resp.status == 200, resp.body
+    tries = report(evidence, "build")["swapLog"]
+    assert tries, "the build found no build log above its folder"  # the runtime's is where it looked
+    for t in tries:
+        assert {t["read"], t["rename"], t["unlink"], t["symlink"], t["append"]} <= {
+            "EACCES",
+            "EPERM",
+            "ENOENT",
+            "EEXIST",
+        }, t
+    saved = site(oss).get_object("swap/.fcbuild/logs/swap-1.log").read()
+    assert b"SWAP-LOG-LINE" in saved and b"WRITTEN-BY-THE-BUILD" not in saved
+    assert marker.encode() not in everything_in(oss, "site") and secret.read_text() == marker
+
+
 def test_what_fcbuild_keeps_for_itself_is_private(oss, runtime):
     resp = runtime.invoke(
         {"source": "oss://src/tiny.tar.gz", "target": "oss://site/private/"},
