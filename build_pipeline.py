@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -719,6 +720,7 @@ def _run_in_slot(
                 log=log,
             )
         warnings = prefix_warnings(output, job.base_path.lstrip("/") if job.base_path != "/" else target.prefix)
+        warnings += deep_link_warnings(output, framework, package)
         for warning in warnings:
             log.warning("%s", warning)
         cdn_report = None
@@ -1080,6 +1082,35 @@ def prefix_warnings(output: str, prefix: str) -> list[str]:
         f"under {prefix}: serve {prefix} at the root of a domain (a CDN origin path), or build with a relative or "
         'prefixed base (Vite `base`, vue-cli `publicPath`, create-react-app `PUBLIC_URL`); see "Serving a site '
         'under a prefix" in the README'
+    ]
+
+
+RELATIVE_ASSET_RE = re.compile(
+    r"""<(?:script|link)\b[^>]*?\b(?:src|href)\s*=\s*["'](?![a-z][a-z0-9+.-]*:|/|#)([^"'?#]+\.(?:m?js|css))""",
+    re.IGNORECASE,
+)
+
+
+def deep_link_warnings(output: str, framework: Any, package: dict[str, Any]) -> list[str]:
+    """A single-page app with History-API routes whose entry page loads its scripts relative to the
+    page (Vite `base: "./"`): a deep link (/shop/item/1) is answered with index.html, which then asks
+    for /shop/item/assets/...: a blank page. Said where a router that makes such links is a dependency."""
+    router = frameworks.history_router(package) if framework is not None and framework.spa else ""
+    if not router:
+        return []
+    try:
+        with open(os.path.join(output, "index.html"), encoding="utf-8", errors="replace") as f:
+            page = f.read(1 << 20)
+    except OSError:
+        return []
+    relative = RELATIVE_ASSET_RE.findall(page)
+    if not relative:
+        return []
+    return [
+        f"index.html loads {relative[0]} relative to the page, and the app routes with {router}: a deep link "
+        f"such as /some/page is answered with index.html, which then asks for /some/{posixpath.normpath(relative[0])} "
+        f'and shows a blank page. Build with asset URLs from the root (set {framework.prefix_setting} to "/", or '
+        "to the site's prefix), or use hash routes"
     ]
 
 

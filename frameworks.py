@@ -92,6 +92,32 @@ def detect(package: Mapping[str, object]) -> Framework | None:
     return next((f for f in FRAMEWORKS if deps.intersection(f.packages)), None)
 
 
+# Routers whose default routes are real paths (the History API): a deep link is a request for that
+# path, answered with index.html by the SPA fallback, and the page's relative asset URLs then resolve
+# below it. Hash routers (svelte-spa-router, createWebHashHistory) never ask the server for a path.
+HISTORY_ROUTERS = (
+    "vue-router",
+    "react-router",
+    "react-router-dom",
+    "@tanstack/react-router",
+    "@angular/router",
+    "@solidjs/router",
+    "preact-router",
+    "wouter",
+    "@reach/router",
+)
+
+
+def history_router(package: Mapping[str, object]) -> str:
+    """The History-API router package.json depends on, or ""."""
+    deps: set[str] = set()
+    for field in ("dependencies", "devDependencies"):
+        value = package.get(field)
+        if isinstance(value, dict):
+            deps.update(value)
+    return next((r for r in HISTORY_ROUTERS if r in deps), "")
+
+
 def base_path_setting(framework: Framework | None, base: str, via_npm: bool) -> tuple[tuple[str, ...], dict[str, str]]:
     """What serves a build under the URL path `base`: arguments for the build script (after `--` for
     npm, which would take them as its own) and variables. Every build gets BASE_PATH, for a

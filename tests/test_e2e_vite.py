@@ -43,6 +43,7 @@ def test_vite_app_builds_and_deploys(oss, tmp_path):
         result = resp.json()
         assert result["packageManager"]["lockfile"] == "package-lock.json"
         assert result["outputDir"] == "dist"
+        assert "warnings" not in result  # relative asset URLs, but no router that makes deep links
         index = b_site.get_object("vite/index.html").read().decode()
         assets = re.findall(r'(?:src|href)="\./(assets/[^"]+)"', index)
         assert len(assets) == 2

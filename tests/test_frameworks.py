@@ -169,3 +169,34 @@ def test_output_the_framework_folder_first_and_public_only_when_written(tmp_path
     time.sleep(0.01)
     assert find_output_dir(str(plain), None, None, public_written=True) == str(plain / "public")
     assert os.path.isdir(plain / "public")
+
+
+VITE_INDEX = """<!doctype html><html><head>
+<script type="module" crossorigin src="./assets/index-BEbWJ3Xv.js"></script>
+<link rel="stylesheet" crossorigin href="./assets/index-DQ3P1g1z.css">
+<link rel="icon" href="favicon.svg"></head><body><div id="app"></div></body></html>"""
+
+
+@pytest.mark.parametrize(
+    "page,deps,warned",
+    [
+        (VITE_INDEX, {"vite": "6", "vue-router": "4"}, "./assets/index-BEbWJ3Xv.js"),
+        (VITE_INDEX.replace('"./assets', '"assets'), {"vite": "6", "react-router-dom": "7"}, "assets/index-"),
+        (VITE_INDEX, {"vite": "6"}, ""),  # no router: no deep links to break
+        (VITE_INDEX, {"vite": "6", "svelte-spa-router": "4"}, ""),  # hash routes never reach the server
+        (VITE_INDEX.replace('"./assets', '"/assets'), {"vite": "6", "vue-router": "4"}, ""),  # from the root
+        (VITE_INDEX.replace('"./assets', '"https://cdn.example.com/assets'), {"vite": "6", "vue-router": "4"}, ""),
+        (VITE_INDEX, {"vitepress": "1", "vue-router": "4"}, ""),  # not a single-page app
+    ],
+)
+def test_a_single_page_app_with_history_routes_and_relative_assets_is_warned(tmp_path, page, deps, warned):
+    from build_pipeline import deep_link_warnings
+
+    (tmp_path / "index.html").write_text(page)
+    package = {"dependencies": {k: v for k, v in deps.items() if "router" in k}, "devDependencies": deps}
+    found = deep_link_warnings(str(tmp_path), detect(package), package)
+    if not warned:
+        assert found == []
+        return
+    assert len(found) == 1 and warned in found[0], found
+    assert "/some/assets/index-BEbWJ3Xv.js" in found[0] and 'base in vite.config to "/"' in found[0], found
