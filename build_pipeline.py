@@ -234,7 +234,14 @@ class _CommitReport:
 
         self.url = job.report.url
         self.report = commit_status.Report(
-            repo.provider, api, token, repo.id, repo.project_id, job.report.sha, job.report.pr
+            repo.provider,
+            api,
+            token,
+            repo.id,
+            repo.project_id,
+            job.report.sha,
+            job.report.pr,
+            repo.codeup_organization() if repo.provider == "codeup" else "",
         )
 
     def send(self, state: str, description: str, url: str = "") -> None:

@@ -1,5 +1,6 @@
 """A build's state on its commit, where the team looks: GitHub's commit statuses, GitLab's commit
-status API, and (Gitee has no status API for this) a comment on the pull request.
+status API, Codeup's CreateCommitStatus (Yunxiao OpenAPI), and (Gitee has no status API for this) a
+comment on the pull request.
 
 The token comes from the function's environment (FCBUILD_<PROVIDER>_STATUS_TOKEN), never from a
 request, and the API from the repository's configuration; a report that fails is logged and never
@@ -31,6 +32,7 @@ class Report:
     project_id: str  # GitLab: id or path ("" : repo_path)
     sha: str
     pr: int = 0
+    organization: str = ""  # Codeup, central edition: the organization's id
 
 
 def request_for(
@@ -58,6 +60,15 @@ def request_for(
             body["target_url"] = url
         headers = {"PRIVATE-TOKEN": report.token, "Content-Type": "application/json"}
         return "POST", f"{report.api}/projects/{project}/statuses/{report.sha}", json.dumps(body).encode(), headers
+    if report.provider == "codeup":
+        repository = urllib.parse.quote(report.project_id or report.repo_path, safe="")
+        org = f"organizations/{urllib.parse.quote(report.organization, safe='')}/" if report.organization else ""
+        body = {"context": CONTEXT, "state": state, "description": description}
+        if url:
+            body["targetUrl"] = url
+        headers = {"x-yunxiao-token": report.token, "Content-Type": "application/json"}
+        where = f"{report.api}/oapi/v1/codeup/{org}repositories/{repository}/commits/{report.sha}/statuses"
+        return "POST", where, json.dumps(body).encode(), headers
     if report.provider == "gitee":
         if state == "pending" or not report.pr:
             return None

@@ -44,7 +44,7 @@ DEFAULT_APIS = {
     "github": "https://api.github.com",
     "gitlab": "https://gitlab.com/api/v4",
     "gitee": "https://gitee.com/api/v5",
-    "codeup": "",
+    "codeup": "https://openapi-rdc.aliyuncs.com",  # Yunxiao's OpenAPI, central edition
 }
 MAX_BODY = 5 * 1024 * 1024  # GitHub caps deliveries at 25 MB; a push or pull request is far smaller
 GITEE_WINDOW_S = 15 * 60  # a signed Gitee delivery older (or newer) than this is a replay
@@ -106,6 +106,7 @@ class Repo:
     secret_var: str = ""  # the variable with this repository's webhook secret ("": the provider's)
     api: str = ""  # the provider's API, for statuses ("": the provider's public one)
     project_id: str = ""  # GitLab/Codeup: the project's id or path for the status API ("": from the URL)
+    organization: str = ""  # Codeup: the organization's id (central edition; "": the URL's first folder)
     env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # per environment: production, preview
     deploy_hooks: tuple[tuple[str, str], ...] = ()  # (variable holding the hook's id, branch)
     forks: bool = False  # build pull requests from forks (their code runs with a preview's access)
@@ -113,6 +114,14 @@ class Repo:
     def path(self) -> str:
         """owner/name as the URL spells it, without `.git`."""
         return _repo_path(self.url)
+
+    def codeup_organization(self) -> str:
+        """Codeup's organization for the status API: the configured one; on the central edition's API
+        the clone URL's first folder (https://codeup.aliyun.com/<organization id>/web.git); "" on a
+        region edition's own endpoint, whose paths name no organization."""
+        if self.organization or (self.api and self.api != DEFAULT_APIS["codeup"]):
+            return self.organization
+        return self.path().split("/", 1)[0]
 
 
 def _repo_path(url: str) -> str:
@@ -162,6 +171,7 @@ _REPO_FIELDS = {
     "secret_env",
     "api",
     "project_id",
+    "organization",
     "env",
     "deploy_hooks",
     "forks",
@@ -220,6 +230,7 @@ def _repo(entry: Any, i: int) -> Repo:
         secret_var=_text(entry, "secret_env", where),
         api=_text(entry, "api", where).rstrip("/"),
         project_id=_text(entry, "project_id", where),
+        organization=_text(entry, "organization", where),
         env=env,
         deploy_hooks=tuple(hooks),
         forks=bool(entry.get("forks", False)),

@@ -6,6 +6,10 @@
 - GitLab `POST /projects/{id}/statuses/{sha}`: `PRIVATE-TOKEN`, `state` in
   pending|running|success|failed|canceled|skipped, optional `name`, `target_url`, `description`.
 - Gitee `POST /repos/{owner}/{repo}/pulls/{number}/comments`: form fields `access_token`, `body`.
+- Codeup (Yunxiao OpenAPI, CreateCommitStatus) `POST /oapi/v1/codeup/organizations/{organizationId}/
+  repositories/{repositoryId}/commits/{sha}/statuses` (the region edition without the organization):
+  `x-yunxiao-token`, JSON with `state` in error|failure|pending|success, optional `context` (<= 50),
+  `description`, `targetUrl`; the repository an id or its URL-encoded full path.
 
 A wrong token is 401, a bad shape 422, as the real ones answer; accepted calls are kept in `calls`.
 """
@@ -34,7 +38,7 @@ class StatusApi(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         base = f"http://127.0.0.1:{self.server_address[1]}"
-        return {"github": base, "gitlab": base + "/api/v4", "gitee": base + "/api/v5"}[self.provider]
+        return {"github": base, "gitlab": base + "/api/v4", "gitee": base + "/api/v5", "codeup": base}[self.provider]
 
     def check(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, str, dict]:
         if self.provider == "github":
@@ -59,6 +63,22 @@ class StatusApi(ThreadingHTTPServer):
             if doc.get("state") not in ("pending", "running", "success", "failed", "canceled", "skipped"):
                 return 400, "state does not have a valid value", {}
             return 201, "", {"project": unquote(m[1]), "sha": m[2], **doc}
+        if self.provider == "codeup":
+            m = re.fullmatch(
+                rf"/oapi/v1/codeup/(?:organizations/([^/]+)/)?repositories/([^/]+)/commits/({SHA})/statuses", path
+            )
+            if not m or "/" in unquote(m[1] or ""):
+                return 404, "Not Found", {}
+            if headers.get("x-yunxiao-token") != self.token:
+                return 401, "Unauthorized", {}
+            if headers.get("content-type", "").split(";")[0] != "application/json":
+                return 415, "Unsupported Media Type", {}
+            doc = json.loads(body)
+            if doc.get("state") not in ("error", "failure", "pending", "success"):
+                return 400, "state must be one of error, failure, pending, success", {}
+            if len(doc.get("context", "")) > 50 or set(doc) - {"context", "description", "state", "targetUrl"}:
+                return 400, "InvalidParam", {}
+            return 200, "", {"organization": unquote(m[1] or ""), "repository": unquote(m[2]), "sha": m[3], **doc}
         m = re.fullmatch(r"/api/v5/repos/([\w.-]+)/([\w.-]+)/pulls/(\d+)/comments", path)
         if not m:
             return 404, "Not Found", {}

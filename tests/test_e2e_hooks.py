@@ -30,7 +30,13 @@ GITHUB_SECRET = "gh-hook-secret-9f8e7d"
 GITLAB_TOKEN = "gl-hook-token-6c5b4a"
 GITEE_SECRET = "gitee-sign-secret-3a2b1c"
 CODEUP_TOKEN = "codeup-hook-token-0f1e2d"
-STATUS_TOKENS = {"github": "gh-status-token-11aa", "gitlab": "gl-status-token-22bb", "gitee": "gitee-status-token-33cc"}
+STATUS_TOKENS = {
+    "github": "gh-status-token-11aa",
+    "gitlab": "gl-status-token-22bb",
+    "gitee": "gitee-status-token-33cc",
+    "codeup": "pt-codeup-status-token-44dd",
+}
+CODEUP_ORG = "60d54f3daccf2bbd6659f3ad"
 DEPLOY_HOOK_ID = "cms-hook-5b1f0c9e7d3a2f4b"
 FC_ACCOUNT = {"FC_FUNCTION_NAME": "fcbuild-test", "FC_REGION": REGION, "FC_ACCOUNT_ID": "1234567890"}
 TRIGGER = {"x-fc-control-path": "/http-invoke"}  # how FC marks a request through the HTTP trigger
@@ -128,7 +134,14 @@ class World:
                 },
                 "api": self.apis["gitee"].url,
             },
-            {"url": self.tiny_url, "provider": "codeup", "id": "acme/tiny-codeup", "target": "oss://site/tiny-codeup/"},
+            {
+                "url": self.tiny_url,
+                "provider": "codeup",
+                "id": "acme/tiny-codeup",
+                "target": "oss://site/tiny-codeup/",
+                "api": self.apis["codeup"].url,
+                "organization": CODEUP_ORG,
+            },
         ]
         self.rt = start_runtime(
             {
@@ -324,10 +337,16 @@ def test_gitlab_gitee_and_codeup_deliveries_build_and_report_their_way(world):
     assert result["target"] == "oss://previews/gitee/pr-7/"
     [comment] = world.apis["gitee"].calls
     assert comment["pr"] == 7 and "https://gitee-preview.example.com/pr-7/" in comment["body"]
-    # Codeup: a push to production with its token header (no status token: the commit is not told).
+    # Codeup: a push to production with its token header; CreateCommitStatus hears pending, then success.
     body = hp.body("codeup-push", clone_url=world.tiny_url, branch="main", sha=world.tiny_sha)
     result = world.queued(world.deliver("/hooks/codeup", body, hp.codeup("Push Hook", CODEUP_TOKEN)))
     assert result["target"] == "oss://site/tiny-codeup/" and result["commit"] == world.tiny_sha
+    calls = world.apis["codeup"].calls
+    assert [(c["organization"], c["repository"], c["sha"], c["state"]) for c in calls] == [
+        (CODEUP_ORG, "acme/tiny-codeup", world.tiny_sha, "pending"),
+        (CODEUP_ORG, "acme/tiny-codeup", world.tiny_sha, "success"),
+    ]
+    assert calls[-1]["context"] == "fcbuild" and not world.apis["codeup"].refused
     # A ping is answered, builds nothing.
     ping = hp.body("github-ping", clone_url=world.web_url)
     before = len(world.invocations())

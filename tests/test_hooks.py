@@ -245,3 +245,28 @@ def test_the_same_delivery_has_the_same_replay_key():
     )
     signed = hp.gitee_signed("Push Hook", SECRET)
     assert hooks.replay_key("gitee", signed, b"{}") == hooks.replay_key("gitee", signed, b'{"other": "body"}')
+
+
+def test_codeup_statuses_name_the_organization_from_the_clone_url_on_the_central_edition():
+    import commit_status
+
+    org = "60d54f3daccf2bbd6659f3ad"
+    entry = {"provider": "codeup", "url": f"https://codeup.aliyun.com/{org}/web.git", "target": "oss://site/"}
+    [central] = hooks.parse_repos(json.dumps([entry]))
+    assert central.codeup_organization() == org and central.id == f"{org}/web"
+    [region] = hooks.parse_repos(json.dumps([{**entry, "api": "https://codeup.acme.example/"}]))
+    assert region.codeup_organization() == ""  # a region edition's paths name no organization
+    [named] = hooks.parse_repos(json.dumps([{**entry, "organization": "other-org", "project_id": "2813489"}]))
+    assert named.codeup_organization() == "other-org"
+    sha = "6da8c14b5a9102998148b7ea35f96507d5304f74"
+    report = commit_status.Report("codeup", hooks.DEFAULT_APIS["codeup"], "pt-x", central.id, "", sha, 0, org)
+    method, url, body, headers = commit_status.request_for(report, "failure", "", "build failed\nsecond line")
+    assert method == "POST" and headers["x-yunxiao-token"] == "pt-x"
+    assert url == (
+        f"https://openapi-rdc.aliyuncs.com/oapi/v1/codeup/organizations/{org}/repositories/{org}%2Fweb"
+        f"/commits/{sha}/statuses"
+    )
+    assert json.loads(body) == {"context": "fcbuild", "state": "failure", "description": "build failed"}
+    report = commit_status.Report("codeup", "https://codeup.acme.example", "pt-x", region.id, "2813489", sha)
+    _, url, _, _ = commit_status.request_for(report, "success", "https://www.acme.example/", "")
+    assert url == f"https://codeup.acme.example/oapi/v1/codeup/repositories/2813489/commits/{sha}/statuses"
