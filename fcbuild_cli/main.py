@@ -276,10 +276,10 @@ def _exists(bucket: Any, key: str) -> bool:
 
 
 def _upload(out: Out, bucket: Any, key: str, data: bytes) -> None:
-    """One PUT, or for a large archive a resumable multipart upload (a second run goes on where an
-    interrupted one stopped; Ctrl-C leaves no object behind)."""
-    import tempfile
-
+    """One PUT, or for a large archive a resumable multipart upload: a run that was interrupted
+    leaves no object, and the next goes on from the parts already up (oss2 keeps its record under
+    ~/.fcbuild, which holds for the same file at the same path with the same time: the archive is
+    kept at ~/.fcbuild/archives/<its key's name> until it is up)."""
     import oss2
 
     shown = [-1]
@@ -292,16 +292,14 @@ def _upload(out: Out, bucket: Any, key: str, data: bytes) -> None:
                 print(f"\r  uploading {percent:3d}%", end="", file=sys.stderr, flush=True)
 
     try:
-        if len(data) <= 16 * 1024 * 1024:
+        if len(data) <= MULTIPART_OVER:
             bucket.put_object(key, data, progress_callback=progress)
         else:
-            with tempfile.NamedTemporaryFile(suffix=".tar.gz") as f:
-                f.write(data)
-                f.flush()
-                store = oss2.ResumableStore(root=os.path.join(os.path.expanduser("~"), ".fcbuild"))
-                oss2.resumable_upload(
-                    bucket, key, f.name, store=store, part_size=8 * 1024 * 1024, progress_callback=progress
-                )
+            home = os.path.join(os.path.expanduser("~"), ".fcbuild")
+            kept = _keep_archive(os.path.join(home, "archives"), os.path.basename(key), data)
+            store = oss2.ResumableStore(root=home)
+            oss2.resumable_upload(bucket, key, kept, store=store, part_size=PART_SIZE, progress_callback=progress)
+            os.remove(kept)
     except oss2.exceptions.OssError as exc:
         raise UsageError(
             f"upload to oss://{bucket.bucket_name}/{key}: {exc.code or exc.status} {exc.message}"
@@ -309,6 +307,22 @@ def _upload(out: Out, bucket: Any, key: str, data: bytes) -> None:
     finally:
         if shown[0] >= 0:
             print(file=sys.stderr)
+
+
+MULTIPART_OVER = 16 * 1024 * 1024  # larger archives go up in parts
+PART_SIZE = 8 * 1024 * 1024
+
+
+def _keep_archive(folder: str, name: str, data: bytes) -> str:
+    """The archive at folder/name, written once: the same bytes keep the same file and time."""
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    path = os.path.join(folder, name)
+    if os.path.isfile(path) and os.path.getsize(path) == len(data):
+        return path
+    with open(path + ".part", "wb") as f:
+        f.write(data)
+    os.replace(path + ".part", path)
+    return path
 
 
 class _StatusWatcher:

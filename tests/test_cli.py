@@ -20,6 +20,7 @@ import pytest
 import localfc
 from fcbuild_cli import pack
 from localoss import LocalOss
+from localoss.faults import FaultRule
 from tests.conftest import AK, REGION, ROOT, STS
 from tests.runtime_proc import start_runtime
 from tests.test_e2e_build import TINY
@@ -312,6 +313,43 @@ def test_ctrl_c_while_building_says_what_goes_on_in_fc_and_the_build_still_lands
         time.sleep(1)
     status = fcbuild(cloud, "status", request_id, "--config", str(folder / "fcbuild.json"))
     assert (status.returncode, status.stdout.strip()) == (0, "succeeded"), status.stderr
+
+
+def test_ctrl_c_while_a_large_archive_goes_up_leaves_no_object_and_the_next_deploy_goes_on(cloud, tmp_path):
+    oss, fc, _ = cloud
+    home = tmp_path / "home"
+    home.mkdir()
+    folder = project(tmp_path, "large", target="oss://site/cli-large/")
+    (folder / "blob.bin").write_bytes(os.urandom(20 << 20))  # incompressible: three parts of 8 MB
+    files = pack.project_files(str(folder), "dist")
+    key = f"uploads/fcbuild-src-{pack.digest(pack.pack(str(folder), files))[:32]}.tar.gz"
+    faults = oss.server.faults
+    held = faults.add(FaultRule(method="PUT", key=key, operation="upload_part", skip=1, count=1, delay_s=30))
+    invoked = len(fc.invocations)
+    argv = [sys.executable, "-m", "fcbuild_cli", "deploy", str(folder)]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(cloud, home=home)
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while held.matched < 2:  # the first part is up, the second held by the server
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        faults.clear()
+    stderr = proc.stderr.read()
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert len(fc.invocations) == invoked  # no build started
+    src = oss2.Bucket(oss2.AuthV4(AK.access_key_id, AK.access_key_secret), oss.endpoint, "src", region=REGION)
+    assert not src.object_exists(key)  # nothing half-uploaded
+    parts_before = oss.server.counts.get("upload_part", 0)
+    again = fcbuild(cloud, "deploy", str(folder), home=home)
+    assert again.returncode == 0, again.stderr
+    assert oss.server.counts["upload_part"] - parts_before == 2  # parts 2 and 3: part 1 was kept
+    assert src.get_object(key).read() == pack.pack(str(folder), files)
+    assert not os.listdir(home / ".fcbuild" / "archives")  # the kept archive goes once it is up
 
 
 def test_every_command_has_help_with_examples_and_colour_only_on_a_terminal(tmp_path):
