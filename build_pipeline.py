@@ -1071,17 +1071,21 @@ def _npm_default_registry(node_bin: str, launch_env: Mapping[str, str]) -> str:
     return done.stdout.strip().rstrip("/") if done.returncode == 0 else ""
 
 
+def _entry_page(output: str) -> str:
+    """The output's index.html (its first MB), or "" where there is none."""
+    try:
+        with open(os.path.join(output, "index.html"), encoding="utf-8", errors="replace") as f:
+            return f.read(1 << 20)
+    except OSError:
+        return ""
+
+
 def prefix_warnings(output: str, prefix: str) -> list[str]:
     """A site deployed under a prefix whose entry page names its assets from the domain root
     (`/assets/app.js`, Vite's default base) loads nothing under `https://domain/<prefix>`: say so."""
     if not prefix:
         return []
-    try:
-        with open(os.path.join(output, "index.html"), encoding="utf-8", errors="replace") as f:
-            page = f.read(1 << 20)
-    except OSError:
-        return []
-    absolute = [u for u in ROOT_ABSOLUTE_RE.findall(page) if not u.startswith("/" + prefix)]
+    absolute = [u for u in ROOT_ABSOLUTE_RE.findall(_entry_page(output)) if not u.startswith("/" + prefix)]
     if not absolute:
         return []
     return [
@@ -1105,12 +1109,7 @@ def deep_link_warnings(output: str, framework: Any, package: dict[str, Any]) -> 
     router = frameworks.history_router(package) if framework is not None and framework.spa else ""
     if not router:
         return []
-    try:
-        with open(os.path.join(output, "index.html"), encoding="utf-8", errors="replace") as f:
-            page = f.read(1 << 20)
-    except OSError:
-        return []
-    relative = RELATIVE_ASSET_RE.findall(page)
+    relative = RELATIVE_ASSET_RE.findall(_entry_page(output))
     if not relative:
         return []
     return [
