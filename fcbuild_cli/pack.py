@@ -190,8 +190,10 @@ def _entries(root: str, top: str, files: list[str]) -> Iterator[bytes]:
 _ZEROS = bytes(512)
 
 # Where a file is opened to be packed: never through a symlink, never waiting on a pipe, never
-# taking a terminal.
-_OPEN = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+# taking a terminal, bytes as they are (O_BINARY: Windows); each flag where the system has it.
+_OPEN = os.O_RDONLY
+for _flag in ("O_CLOEXEC", "O_NOFOLLOW", "O_NONBLOCK", "O_NOCTTY", "O_BINARY"):
+    _OPEN |= getattr(os, _flag, 0)
 
 # gzip (RFC 1952): deflate, no flags, mtime 0, no extra flags, OS unknown: the same bytes everywhere.
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
