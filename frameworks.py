@@ -84,12 +84,18 @@ FRAMEWORKS: tuple[Framework, ...] = (
 
 def detect(package: Mapping[str, object]) -> Framework | None:
     """The first framework whose packages package.json depends on."""
+    deps = _dependencies(package, ("dependencies", "devDependencies", "peerDependencies"))
+    return next((f for f in FRAMEWORKS if deps.intersection(f.packages)), None)
+
+
+def _dependencies(package: Mapping[str, object], fields: tuple[str, ...]) -> set[str]:
+    """The package names under package.json's `fields`."""
     deps: set[str] = set()
-    for field in ("dependencies", "devDependencies", "peerDependencies"):
-        value = package.get(field)
+    for name in fields:
+        value = package.get(name)
         if isinstance(value, dict):
             deps.update(value)
-    return next((f for f in FRAMEWORKS if deps.intersection(f.packages)), None)
+    return deps
 
 
 # Routers whose default routes are real paths (the History API): a deep link is a request for that
@@ -110,11 +116,7 @@ HISTORY_ROUTERS = (
 
 def history_router(package: Mapping[str, object]) -> str:
     """The History-API router package.json depends on, or ""."""
-    deps: set[str] = set()
-    for field in ("dependencies", "devDependencies"):
-        value = package.get(field)
-        if isinstance(value, dict):
-            deps.update(value)
+    deps = _dependencies(package, ("dependencies", "devDependencies"))
     return next((r for r in HISTORY_ROUTERS if r in deps), "")
 
 

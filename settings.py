@@ -175,7 +175,7 @@ def launch_environment(environ: Mapping[str, str], *, frozen: bool) -> dict[str,
 
 
 def _repos(raw: str) -> tuple[Any, ...]:
-    import hooks  # stdlib only, and only when webhooks are configured
+    import hooks  # stdlib only: cheap at start
 
     return hooks.parse_repos(raw) if raw.strip() else ()
 
@@ -183,16 +183,9 @@ def _repos(raw: str) -> tuple[Any, ...]:
 def _hook_secrets(environ: Mapping[str, str], repos: tuple[Any, ...]) -> dict[str, str]:
     """Every webhook secret, status token and deploy hook id the function's environment holds: the
     providers' variables and those FCBUILD_REPOS names (`secret_env`, `deploy_hooks[].id_env`)."""
-    names = {
-        "FCBUILD_GITHUB_SECRET",
-        "FCBUILD_GITLAB_TOKEN",
-        "FCBUILD_GITEE_SECRET",
-        "FCBUILD_CODEUP_TOKEN",
-        "FCBUILD_GITHUB_STATUS_TOKEN",
-        "FCBUILD_GITLAB_STATUS_TOKEN",
-        "FCBUILD_GITEE_STATUS_TOKEN",
-        "FCBUILD_CODEUP_STATUS_TOKEN",
-    }
+    import hooks
+
+    names = {*hooks.SECRET_VARS.values(), *hooks.STATUS_TOKEN_VARS.values()}
     for repo in repos:
         names.update(n for n in (repo.secret_var, *(v for v, _ in repo.deploy_hooks)) if n)
     return {n: environ[n] for n in sorted(names) if environ.get(n)}

@@ -275,6 +275,10 @@ def _exists(bucket: Any, key: str) -> bool:
         ) from None
 
 
+MULTIPART_OVER = 16 * 1024 * 1024  # larger archives go up in parts
+PART_SIZE = 8 * 1024 * 1024
+
+
 def _upload(out: Out, bucket: Any, key: str, data: bytes) -> None:
     """One PUT, or for a large archive a resumable multipart upload: a run that was interrupted
     leaves no object, and the next goes on from the parts already up (oss2 keeps its record under
@@ -307,10 +311,6 @@ def _upload(out: Out, bucket: Any, key: str, data: bytes) -> None:
     finally:
         if shown[0] >= 0:
             print(file=sys.stderr)
-
-
-MULTIPART_OVER = 16 * 1024 * 1024  # larger archives go up in parts
-PART_SIZE = 8 * 1024 * 1024
 
 
 def _keep_archive(folder: str, name: str, data: bytes) -> str:

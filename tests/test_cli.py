@@ -86,6 +86,18 @@ def fcbuild(cloud, *args, env=None, home=None, creds=True):
     return done
 
 
+def started(env, *args):
+    """`fcbuild ARGS` running, its output read as it comes."""
+    argv = [sys.executable, "-m", "fcbuild_cli", *args]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def with_build_script(folder, script: str) -> None:
+    package = json.loads((folder / "package.json").read_text())
+    package["scripts"]["build"] = script
+    (folder / "package.json").write_text(json.dumps(package))
+
+
 def site(oss) -> oss2.Bucket:
     return oss2.Bucket(oss2.AuthV4(AK.access_key_id, AK.access_key_secret), oss.endpoint, "site", region=REGION)
 
@@ -121,9 +133,7 @@ def test_deploy_then_again_unchanged_then_a_change_and_a_rollback_byte_for_byte(
 
 def test_a_failing_build_exits_1_with_the_cause_and_the_logs_tail(cloud, tmp_path):
     folder = project(tmp_path, "broken", target="oss://site/cli-broken/")
-    package = json.loads((folder / "package.json").read_text())
-    package["scripts"]["build"] = "echo compiling the broken page && exit 3"
-    (folder / "package.json").write_text(json.dumps(package))
+    with_build_script(folder, "echo compiling the broken page && exit 3")
     done = fcbuild(cloud, "deploy", str(folder))
     assert done.returncode == 1, done.stderr
     assert "failed: BuildFailed:" in done.stderr
@@ -247,9 +257,7 @@ def test_the_archive_reads_back_as_packed_through_tar_long_names_links_modes_and
 def test_logs_follow_shows_a_line_while_the_build_still_runs(cloud, tmp_path):
     oss, fc, _ = cloud
     folder = project(tmp_path, "slow", target="oss://site/cli-slow/")
-    package = json.loads((folder / "package.json").read_text())
-    package["scripts"]["build"] = "echo EARLY-LINE-OF-THE-BUILD && sleep 8 && node build.js"
-    (folder / "package.json").write_text(json.dumps(package))
+    with_build_script(folder, "echo EARLY-LINE-OF-THE-BUILD && sleep 8 && node build.js")
     queued = fcbuild(cloud, "deploy", str(folder), "--async")
     assert queued.returncode == 0, queued.stderr
     request_id = queued.stdout.strip()
@@ -260,17 +268,7 @@ def test_logs_follow_shows_a_line_while_the_build_still_runs(cloud, tmp_path):
         "FCBUILD_OSS_ENDPOINT": oss.endpoint,
         **CREDS_ENV,
     }
-    argv = [
-        sys.executable,
-        "-m",
-        "fcbuild_cli",
-        "logs",
-        request_id,
-        "--follow",
-        "--config",
-        str(folder / "fcbuild.json"),
-    ]
-    follow = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=oss_env)
+    follow = started(oss_env, "logs", request_id, "--follow", "--config", str(folder / "fcbuild.json"))
     seen_while_running = None
     lines = []
     for line in follow.stdout:
@@ -282,8 +280,7 @@ def test_logs_follow_shows_a_line_while_the_build_still_runs(cloud, tmp_path):
     assert seen_while_running is True, lines
     assert any("fcbuild" in line or "[build]" in line for line in lines[1:])  # the rest followed to the end
     # deploy shows the build's output as it scrolls by, on stderr
-    package["scripts"]["build"] = "echo SHOWN-DURING-DEPLOY && sleep 4 && node build.js"
-    (folder / "package.json").write_text(json.dumps(package))
+    with_build_script(folder, "echo SHOWN-DURING-DEPLOY && sleep 4 && node build.js")
     done = fcbuild(cloud, "deploy", str(folder))
     assert done.returncode == 0 and "SHOWN-DURING-DEPLOY" in done.stderr, done.stderr
 
@@ -291,11 +288,8 @@ def test_logs_follow_shows_a_line_while_the_build_still_runs(cloud, tmp_path):
 def test_ctrl_c_while_building_says_what_goes_on_in_fc_and_the_build_still_lands(cloud, tmp_path):
     oss, _, _ = cloud
     folder = project(tmp_path, "interrupted", target="oss://site/cli-interrupted/")
-    package = json.loads((folder / "package.json").read_text())
-    package["scripts"]["build"] = "echo STARTED && sleep 6 && node build.js"
-    (folder / "package.json").write_text(json.dumps(package))
-    argv = [sys.executable, "-m", "fcbuild_cli", "deploy", str(folder)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(cloud))
+    with_build_script(folder, "echo STARTED && sleep 6 && node build.js")
+    proc = started(cli_env(cloud), "deploy", str(folder))
     seen = []
     for line in proc.stderr:  # the watcher names the request once its status appears
         seen.append(line)
@@ -326,10 +320,7 @@ def test_ctrl_c_while_a_large_archive_goes_up_leaves_no_object_and_the_next_depl
     faults = oss.server.faults
     held = faults.add(FaultRule(method="PUT", key=key, operation="upload_part", skip=1, count=1, delay_s=30))
     invoked = len(fc.invocations)
-    argv = [sys.executable, "-m", "fcbuild_cli", "deploy", str(folder)]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(cloud, home=home)
-    )
+    proc = started(cli_env(cloud, home=home), "deploy", str(folder))
     try:
         deadline = time.monotonic() + 120
         while held.matched < 2:  # the first part is up, the second held by the server
